@@ -62,7 +62,12 @@ Datagrams: TypeAlias = Batch | Iterable[tuple[BytesLike, AddressLike]]
 
 @runtime_checkable
 class Pollable(Protocol):
-    """Something a Runtime can watch."""
+    """Something a Runtime can watch.
+
+    Example::
+
+        token = runtime.register(sock, Interest.READABLE)   # any object with fileno()
+    """
 
     def fileno(self) -> int:
         """The OS descriptor (``-1`` for drivers without one, such as ``sim``)."""
@@ -91,7 +96,14 @@ class _Closeable(Protocol):
 
 @runtime_checkable
 class UdpSocket(Pollable, _Closeable, Protocol):
-    """A nonblocking UDP socket with batch receive and send."""
+    """A nonblocking UDP socket with batch receive and send.
+
+    Example (echo one batch)::
+
+        n = sock.recv_batch(batch)       # BlockingIOError if nothing waits
+        sent = sock.send_batch(batch)    # back to each sender, no address decoding
+        batch.release()
+    """
 
     @property
     def options(self) -> OptionReport:
@@ -143,7 +155,15 @@ class UdpSocket(Pollable, _Closeable, Protocol):
 
 @runtime_checkable
 class TcpStream(Pollable, _Closeable, Protocol):
-    """A nonblocking TCP connection."""
+    """A nonblocking TCP connection.
+
+    Example::
+
+        stream = driver.connect_tcp("127.0.0.1:7000", NetConfig())
+        while not stream.finish_connect():
+            runtime.poll_once(0.1)
+        stream.send(b"hello")
+    """
 
     @property
     def options(self) -> OptionReport:
@@ -184,7 +204,12 @@ class TcpStream(Pollable, _Closeable, Protocol):
 
 @runtime_checkable
 class TcpListener(Pollable, _Closeable, Protocol):
-    """A nonblocking listening TCP socket."""
+    """A nonblocking listening TCP socket.
+
+    Example::
+
+        stream, peer = listener.accept_nonblocking()   # configured and nonblocking
+    """
 
     @property
     def options(self) -> OptionReport:
@@ -203,7 +228,15 @@ class TcpListener(Pollable, _Closeable, Protocol):
 
 @runtime_checkable
 class Runtime(_Closeable, Protocol):
-    """A readiness loop over registered sockets, keyed by generational tokens."""
+    """A readiness loop over registered sockets, keyed by generational tokens.
+
+    Example::
+
+        token = runtime.register(sock, Interest.READABLE)
+        for event in runtime.poll_once(0.5):
+            assert event.token == token and event.readable
+        runtime.deregister(token)   # no event for token from now on
+    """
 
     def register(self, source: Pollable, interest: Interest) -> Token:
         """Watch ``source``; events for it carry the returned token."""
@@ -236,7 +269,13 @@ class Runtime(_Closeable, Protocol):
 
 @runtime_checkable
 class Driver(Protocol):
-    """A factory for one driver's sockets and runtime: what the contract suite is parametrized over."""
+    """A factory for one driver's sockets and runtime: what the contract suite is parametrized over.
+
+    Example::
+
+        from horizon_drivers.native import DRIVER
+        sock = DRIVER.bind_udp("127.0.0.1:0", NetConfig.low_latency())
+    """
 
     @property
     def name(self) -> str:
@@ -266,7 +305,14 @@ class Driver(Protocol):
 
 @runtime_checkable
 class AsyncUdpSocket(Protocol):
-    """The async twin of UdpSocket: waits instead of raising BlockingIOError."""
+    """The async twin of UdpSocket: waits instead of raising BlockingIOError.
+
+    Example::
+
+        n = await sock.receive_batch(batch)
+        await sock.send_batch(batch)
+        batch.release()
+    """
 
     @property
     def options(self) -> OptionReport:
@@ -298,7 +344,13 @@ class AsyncUdpSocket(Protocol):
 
 @runtime_checkable
 class AsyncTcpStream(Protocol):
-    """The async twin of TcpStream, shaped like anyio's SocketStream."""
+    """The async twin of TcpStream, shaped like anyio's SocketStream.
+
+    Example::
+
+        await stream.send(b"ping")
+        reply = await stream.receive()
+    """
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         """Wait for bytes; anyio.EndOfStream after the peer's half close."""
@@ -319,7 +371,12 @@ class AsyncTcpStream(Protocol):
 
 @runtime_checkable
 class AsyncTcpListener(Protocol):
-    """The async twin of TcpListener."""
+    """The async twin of TcpListener.
+
+    Example::
+
+        stream = await listener.accept()
+    """
 
     async def accept(self) -> AsyncTcpStream:
         """Wait for and accept one connection."""

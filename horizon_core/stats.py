@@ -1,0 +1,233 @@
+"""Per-socket counters and batch-size histograms.
+
+Rules this module obeys:
+
+* :class:`Stats` is mutable and owned by one socket; pure-Python drivers update it once per call
+  (never per datagram), compiled drivers keep C counters and fill it when a snapshot is taken.
+* :class:`StatsSnapshot` is a frozen value: safe to hand out, compare, subtract (``after - before``)
+  and serialize with ``to_dict``.
+* Histogram bucket ``b`` counts batches of size ``[2**b, 2**(b+1))``; the last bucket is open-ended.
+  Batch sizes are usually powers of two (64, 256, 1024), so each common size starts a bucket.
+
+Example:
+    >>> from horizon_core.stats import Stats
+    >>> s = Stats()
+    >>> s.record_receive(5, 1200)
+    >>> snap = s.snapshot()
+    >>> snap.datagrams_received, snap.recv_batch_sizes[2]
+    (5, 1)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+__all__ = ["HISTOGRAM_BUCKETS", "Stats", "StatsSnapshot", "histogram_bucket"]
+
+#: Number of batch-size histogram buckets; bucket b covers [2**b, 2**(b+1)), the last is open-ended.
+HISTOGRAM_BUCKETS = 12
+
+_LAST_BUCKET = HISTOGRAM_BUCKETS - 1
+
+# The integer counters, in the order snapshots and to_dict list them.
+_COUNTERS = (
+    "datagrams_received",
+    "bytes_received",
+    "datagrams_sent",
+    "bytes_sent",
+    "truncated",
+    "recv_calls",
+    "send_calls",
+    "would_block",
+    "partial_sends",
+    "errors",
+)
+
+
+def histogram_bucket(batch_size: int) -> int:
+    """The histogram bucket of a batch of ``batch_size`` (>= 1) datagrams.
+
+    Example:
+        >>> [histogram_bucket(n) for n in (1, 2, 3, 4, 1024, 2047, 2048, 10**6)]
+        [0, 1, 1, 2, 10, 10, 11, 11]
+    """
+    if type(batch_size) is not int or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    return min(batch_size.bit_length() - 1, _LAST_BUCKET)
+
+
+def _empty_histogram() -> list[int]:
+    return [0] * HISTOGRAM_BUCKETS
+
+
+@attrs.define(slots=True, kw_only=True)
+class Stats:
+    """Mutable counters of one socket.
+
+    ``kernel_drops`` is the latest SO_RXQ_OVFL count (datagrams the kernel dropped because the
+    receive buffer was full), or None when the driver cannot read it.
+
+    Example:
+        >>> s = Stats()
+        >>> s.record_send(requested=8, sent=3, nbytes=300)
+        >>> s.partial_sends, s.datagrams_sent, s.send_batch_sizes[1]
+        (1, 3, 1)
+    """
+
+    datagrams_received: int = 0
+    bytes_received: int = 0
+    datagrams_sent: int = 0
+    bytes_sent: int = 0
+    truncated: int = 0
+    recv_calls: int = 0
+    send_calls: int = 0
+    would_block: int = 0
+    partial_sends: int = 0
+    errors: int = 0
+    kernel_drops: int | None = None
+    recv_batch_sizes: list[int] = attrs.field(factory=_empty_histogram)
+    send_batch_sizes: list[int] = attrs.field(factory=_empty_histogram)
+
+    def record_receive(self, datagrams: int, nbytes: int, truncated: int = 0) -> None:
+        """Count one receive call that returned ``datagrams`` datagrams of ``nbytes`` in total.
+
+        A call that returned nothing counts as a call but adds no histogram entry.
+
+        Example:
+            >>> s = Stats()
+            >>> s.record_receive(1, 70000, truncated=1)
+            >>> s.recv_calls, s.truncated, s.recv_batch_sizes[0]
+            (1, 1, 1)
+        """
+        if datagrams < 0 or nbytes < 0 or not 0 <= truncated <= datagrams:
+            raise ValueError(
+                "record_receive needs datagrams >= 0, nbytes >= 0 and 0 <= truncated <= datagrams,"
+                f" got datagrams={datagrams}, nbytes={nbytes}, truncated={truncated}"
+            )
+        self.recv_calls += 1
+        self.datagrams_received += datagrams
+        self.bytes_received += nbytes
+        self.truncated += truncated
+        if datagrams:
+            self.recv_batch_sizes[min(datagrams.bit_length() - 1, _LAST_BUCKET)] += 1
+
+    def record_send(self, requested: int, sent: int, nbytes: int) -> None:
+        """Count one send call asked for ``requested`` datagrams that sent ``sent`` (``nbytes``).
+
+        ``sent < requested`` counts as a partial send (sendmmsg stopped early).
+
+        Example:
+            >>> s = Stats()
+            >>> s.record_send(requested=4, sent=4, nbytes=400)
+            >>> s.partial_sends, s.send_batch_sizes[2]
+            (0, 1)
+        """
+        if not 0 <= sent <= requested or nbytes < 0:
+            raise ValueError(
+                "record_send needs 0 <= sent <= requested and nbytes >= 0,"
+                f" got requested={requested}, sent={sent}, nbytes={nbytes}"
+            )
+        self.send_calls += 1
+        self.datagrams_sent += sent
+        self.bytes_sent += nbytes
+        if sent < requested:
+            self.partial_sends += 1
+        if sent:
+            self.send_batch_sizes[min(sent.bit_length() - 1, _LAST_BUCKET)] += 1
+
+    def snapshot(self) -> StatsSnapshot:
+        """A frozen copy of the current values.
+
+        Example:
+            >>> Stats().snapshot().recv_calls
+            0
+        """
+        return StatsSnapshot(
+            datagrams_received=self.datagrams_received,
+            bytes_received=self.bytes_received,
+            datagrams_sent=self.datagrams_sent,
+            bytes_sent=self.bytes_sent,
+            truncated=self.truncated,
+            recv_calls=self.recv_calls,
+            send_calls=self.send_calls,
+            would_block=self.would_block,
+            partial_sends=self.partial_sends,
+            errors=self.errors,
+            kernel_drops=self.kernel_drops,
+            recv_batch_sizes=tuple(self.recv_batch_sizes),
+            send_batch_sizes=tuple(self.send_batch_sizes),
+        )
+
+
+def _zero_histogram() -> tuple[int, ...]:
+    return (0,) * HISTOGRAM_BUCKETS
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class StatsSnapshot:
+    """A frozen copy of :class:`Stats`; ``after - before`` gives the activity in between.
+
+    Example:
+        >>> s = Stats()
+        >>> before = s.snapshot()
+        >>> s.record_receive(2, 100)
+        >>> (s.snapshot() - before).bytes_received
+        100
+    """
+
+    datagrams_received: int = 0
+    bytes_received: int = 0
+    datagrams_sent: int = 0
+    bytes_sent: int = 0
+    truncated: int = 0
+    recv_calls: int = 0
+    send_calls: int = 0
+    would_block: int = 0
+    partial_sends: int = 0
+    errors: int = 0
+    kernel_drops: int | None = None
+    recv_batch_sizes: tuple[int, ...] = attrs.field(factory=_zero_histogram)
+    send_batch_sizes: tuple[int, ...] = attrs.field(factory=_zero_histogram)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (histograms as lists).
+
+        Example:
+            >>> StatsSnapshot().to_dict()["recv_batch_sizes"][:3]
+            [0, 0, 0]
+        """
+        result: dict[str, Any] = {name: getattr(self, name) for name in _COUNTERS}
+        result["kernel_drops"] = self.kernel_drops
+        result["recv_batch_sizes"] = list(self.recv_batch_sizes)
+        result["send_batch_sizes"] = list(self.send_batch_sizes)
+        return result
+
+    def __sub__(self, other: StatsSnapshot) -> StatsSnapshot:
+        """The counts accumulated between ``other`` (earlier) and ``self`` (later).
+
+        ``kernel_drops`` is a cumulative kernel counter: its delta is ``self - other`` when both
+        are known, ``self``'s value when ``other`` had none, and None when ``self`` has none.
+
+        Example:
+            >>> (StatsSnapshot(errors=3, kernel_drops=9) - StatsSnapshot(errors=1)).errors
+            2
+        """
+        if not isinstance(other, StatsSnapshot):
+            return NotImplemented
+        counters = {name: getattr(self, name) - getattr(other, name) for name in _COUNTERS}
+        if self.kernel_drops is None or other.kernel_drops is None:
+            drops = self.kernel_drops
+        else:
+            drops = self.kernel_drops - other.kernel_drops
+        return StatsSnapshot(
+            **counters,
+            kernel_drops=drops,
+            recv_batch_sizes=tuple(
+                a - b for a, b in zip(self.recv_batch_sizes, other.recv_batch_sizes, strict=True)
+            ),
+            send_batch_sizes=tuple(
+                a - b for a, b in zip(self.send_batch_sizes, other.send_batch_sizes, strict=True)
+            ),
+        )
