@@ -359,3 +359,67 @@ def _mappings(draw: st.DrawFn) -> dict[str, object]:
 
 def _tile(pattern: bytes, size: int) -> bytes:
     return (pattern * (size // len(pattern) + 1))[:size]
+
+
+# == fault plans (for horizon_drivers.sim) ===================================================
+# Added by the simulated-network work; everything above belongs to the config strategies.
+
+from horizon_core.faults import FaultPlan  # noqa: E402  (kept inside this section on purpose)
+
+__all__ += ["fault_plans"]
+
+
+def fault_plans(
+    *, max_probability: float = 0.5, max_delay: float = 0.1, call_faults: bool = True
+) -> SearchStrategy[FaultPlan]:
+    """Valid :class:`~horizon_core.faults.FaultPlan` values for the simulated network.
+
+    Each probability is 0 (often: most runs keep most faults off, so each fault is seen alone)
+    or up to ``max_probability``; delay ranges lie within ``0..max_delay`` virtual seconds.
+    ``call_faults=False`` keeps chance EAGAIN/ENOBUFS and partial writes off (network faults only).
+
+    Example:
+        >>> from hypothesis import given, settings
+        >>> @settings(max_examples=25)
+        ... @given(fault_plans(max_probability=0.2))
+        ... def test_bounded(plan):
+        ...     assert plan.loss <= 0.2 and plan.latency[1] <= 0.1
+        >>> test_bounded()
+    """
+    if not 0 <= max_probability <= 1:
+        raise ValueError(f"max_probability must be from 0 to 1, got {max_probability!r}")
+    if not 0 < max_delay <= 3600:
+        raise ValueError(f"max_delay must be above 0 and at most 3600, got {max_delay!r}")
+    return _fault_plans(max_probability, max_delay, call_faults)
+
+
+@st.composite
+def _fault_plans(
+    draw: st.DrawFn, max_probability: float, max_delay: float, call_faults: bool
+) -> FaultPlan:
+    def chance() -> float:
+        return draw(st.one_of(st.just(0.0), st.floats(0.0, max_probability)))
+
+    def span(positive: bool = False) -> tuple[float, float]:
+        low = draw(st.floats(0.0, max_delay))
+        high = draw(st.floats(low, max_delay))
+        if positive and high == 0:
+            high = max_delay
+        return (low, high)
+
+    reordering = chance()
+    # A perfect-latency network half the time: zero delay is where ordering bugs hide least.
+    latency = (0.0, 0.0) if draw(st.booleans()) else span()
+    return FaultPlan(
+        loss=chance(),
+        duplication=chance(),
+        reordering=reordering,
+        reorder_delay=span(positive=reordering > 0),
+        latency=latency,
+        truncation=chance(),
+        port_unreachable=chance(),
+        send_eagain=chance() if call_faults else 0.0,
+        send_enobufs=chance() if call_faults else 0.0,
+        recv_eagain=chance() if call_faults else 0.0,
+        partial_write=chance() if call_faults else 0.0,
+    )
