@@ -1,0 +1,495 @@
+# cython: embedsignature.format=clinic
+"""Nonblocking TCP on Linux: a listener that accepts configured streams, and the streams.
+
+Rules this module obeys:
+
+* ``TcpListener`` and ``TcpStream`` own their descriptors and close them in ``close()`` or
+  ``__dealloc__``; a close racing a call in another thread is deferred until that call returns.
+* Every syscall runs with the GIL released and is retried on EINTR; would-block is the builtin
+  ``BlockingIOError``; sends use MSG_NOSIGNAL, so a reset peer is an error, never SIGPIPE.
+* Accepted streams come from ``accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)`` and get the listener's
+  config (nodelay, quickack, buffers, tos) through ``opening.configure_accepted``: the reference
+  returned blocking, unconfigured streams.
+* TCP_QUICKACK is not sticky on Linux (the kernel leaves quick-ack mode when it sees interactive
+  traffic), so a stream whose config asks for it re-arms it after each read that returned data.
+"""
+
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
+from cpython.exc cimport PyErr_CheckSignals
+from libc.errno cimport errno, EINTR, ENOTCONN, EAGAIN
+from libc.stdlib cimport calloc, free
+from posix.uio cimport iovec
+from posix.unistd cimport close
+
+from horizon_drivers.native.sys_socket cimport (
+    sockaddr, socklen_t, msghdr, accept4, shutdown, send, recv, sendmsg, getsockopt, setsockopt,
+    getpeername, SOL_SOCKET, SO_ERROR, SOCK_NONBLOCK, SOCK_CLOEXEC, MSG_NOSIGNAL, MSG_DONTWAIT,
+    SHUT_RD, SHUT_WR, SHUT_RDWR,
+)
+from horizon_drivers.native.netinet_in cimport IPPROTO_TCP
+from horizon_drivers.native._linux_address cimport (
+    address_from_sockaddr, local_address_of, peer_address_of, raise_errno,
+)
+
+import socket as _socket
+
+from horizon_core.config import NetConfig
+from horizon_core.errors import SocketClosedError
+
+__all__ = ["MAX_IOV", "TcpListener", "TcpStream"]
+
+#: The most buffers one ``send_vectored`` call passes to sendmsg (the kernel's IOV_MAX).
+MAX_IOV = 1024
+
+cdef extern from "<netinet/tcp.h>" nogil:
+    enum:
+        TCP_QUICKACK
+
+
+cdef class TcpStream:
+    """A nonblocking TCP connection.
+
+    Example:
+        >>> from horizon_drivers.native import TcpListener, TcpStream
+        >>> with TcpListener.bind("127.0.0.1:0") as listener:
+        ...     client = TcpStream.connect(listener.local_address)
+        ...     client.finish_connect() in (True, False)
+        ...     client.close()
+        True
+    """
+
+    cdef int _fd
+    cdef int _busy
+    cdef bint _closed
+    cdef bint _connecting
+    cdef bint _quickack
+    cdef object _connect_error
+    cdef object _options
+    cdef readonly object config
+    cdef object __weakref__
+
+    def __cinit__(self, *args, **kwargs):
+        self._fd = -1
+        self._closed = True
+
+    def __init__(self, sock: _socket.socket, options, config=None, *, connecting=False):
+        cdef int value = 0
+        cdef socklen_t length = sizeof(value)
+        if not isinstance(sock, _socket.socket):
+            raise TypeError(f"expected a socket.socket, got {type(sock).__name__}")
+        if self._fd >= 0:
+            raise RuntimeError("TcpStream is already initialised")
+        if sock.type != _socket.SOCK_STREAM or sock.family not in (_socket.AF_INET,
+                                                                  _socket.AF_INET6):
+            raise ValueError(f"expected an AF_INET/AF_INET6 SOCK_STREAM socket, got {sock!r}")
+        if sock.fileno() < 0:
+            raise SocketClosedError("TCP stream", "adopt")
+        sock.setblocking(False)
+        self.config = config if config is not None else NetConfig()
+        self._options = options
+        self._connecting = bool(connecting)
+        self._fd = sock.detach()
+        self._closed = False
+        if self.config.tcp_quickack:
+            if getsockopt(self._fd, IPPROTO_TCP, TCP_QUICKACK, &value, &length) == 0 and value:
+                self._quickack = True
+
+    def __dealloc__(self):
+        if self._fd >= 0:
+            close(self._fd)
+            self._fd = -1
+
+    cdef inline int _enter(self, str operation) except -1:
+        if self._closed:
+            raise SocketClosedError("TCP stream", operation)
+        self._busy += 1
+        return self._fd
+
+    cdef inline void _leave(self) noexcept:
+        self._busy -= 1
+        if self._closed and self._busy == 0 and self._fd >= 0:
+            close(self._fd)
+            self._fd = -1
+
+    @classmethod
+    def connect(cls, address, config=None):
+        """Start a nonblocking connect to ``address``; see :meth:`finish_connect`.
+
+        Example:
+            >>> from horizon_drivers.native import TcpListener, TcpStream
+            >>> with TcpListener.bind("127.0.0.1:0") as listener:
+            ...     with TcpStream.connect(listener.local_address) as stream:
+            ...         stream.closed
+            False
+        """
+        from horizon_drivers.opening import open_tcp_stream
+
+        cfg = config if config is not None else NetConfig()
+        sock, report = open_tcp_stream(address, cfg)
+        return cls(sock, report, cfg, connecting=True)
+
+    @property
+    def closed(self):
+        """True once ``close()`` ran."""
+        return self._closed
+
+    @property
+    def options(self):
+        """Options as applied to this stream (an OptionReport)."""
+        return self._options
+
+    @property
+    def local_address(self):
+        """This end's address."""
+        cdef int fd = self._enter("read the address of")
+        try:
+            return local_address_of(fd)
+        finally:
+            self._leave()
+
+    @property
+    def peer_address(self):
+        """The other end's address (OSError ENOTCONN while connecting)."""
+        cdef int fd = self._enter("read the peer of")
+        try:
+            return peer_address_of(fd)
+        finally:
+            self._leave()
+
+    def fileno(self):
+        """The descriptor, or -1 once closed."""
+        return -1 if self._closed else self._fd
+
+    def finish_connect(self):
+        """True once connected, False while the connect is in progress; raises its error.
+
+        A failed connect raises the same error on every later call.
+        """
+        cdef int err = 0, rc = 0
+        cdef socklen_t length = sizeof(err)
+        cdef unsigned char name[128]
+        cdef socklen_t namelen = sizeof(name)
+        cdef int fd = self._enter("finish connecting")
+        try:
+            if self._connect_error is not None:
+                raise self._connect_error
+            if not self._connecting:
+                return True
+            with nogil:
+                rc = getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &length)
+                if rc != 0:
+                    err = errno
+            if err != 0:
+                try:
+                    raise_errno(err, "connect")
+                except OSError as exc:
+                    self._connect_error = exc
+                    raise
+            with nogil:
+                rc = getpeername(fd, <sockaddr *>name, &namelen)
+                if rc != 0:
+                    err = errno
+            if rc == 0:
+                self._connecting = False
+                return True
+            if err == ENOTCONN:
+                return False
+            raise_errno(err, "getpeername")
+        finally:
+            self._leave()
+
+    def recv_into(self, buffer):
+        """Read into ``buffer``; 0 means the peer closed its write side.
+
+        Raises ``BlockingIOError`` when nothing is waiting, ``ConnectionResetError`` on a reset.
+        """
+        cdef Py_buffer view
+        cdef ssize_t n = 0
+        cdef int err = 0, one = 1
+        cdef bint quickack = self._quickack
+        cdef int fd = self._enter("receive on")
+        try:
+            PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE | PyBUF_WRITABLE)
+            try:
+                while True:
+                    with nogil:
+                        n = recv(fd, view.buf, view.len, MSG_DONTWAIT)
+                        if n < 0:
+                            err = errno
+                        elif n > 0 and quickack:
+                            setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one))
+                    if n >= 0 or err != EINTR:
+                        break
+                    PyErr_CheckSignals()
+            finally:
+                PyBuffer_Release(&view)
+            if n < 0:
+                raise_errno(err, "recv")
+            return n
+        finally:
+            self._leave()
+
+    def send(self, data):
+        """Write what the kernel takes now; return how many bytes (may be fewer than given)."""
+        cdef Py_buffer view
+        cdef ssize_t n = 0
+        cdef int err = 0
+        cdef int fd = self._enter("send on")
+        try:
+            PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+            try:
+                while True:
+                    with nogil:
+                        n = send(fd, view.buf, view.len, MSG_NOSIGNAL | MSG_DONTWAIT)
+                        if n < 0:
+                            err = errno
+                    if n >= 0 or err != EINTR:
+                        break
+                    PyErr_CheckSignals()
+            finally:
+                PyBuffer_Release(&view)
+            if n < 0:
+                raise_errno(err, "send")
+            return n
+        finally:
+            self._leave()
+
+    def send_vectored(self, buffers):
+        """Write several buffers with one sendmsg (at most MAX_IOV); return the bytes taken."""
+        cdef msghdr msg
+        cdef Py_buffer *views = NULL
+        cdef iovec *iov = NULL
+        cdef Py_ssize_t count, i, acquired = 0
+        cdef ssize_t n = 0
+        cdef int err = 0
+        cdef int fd = self._enter("send on")
+        try:
+            items = buffers if isinstance(buffers, (list, tuple)) else list(buffers)
+            count = len(items)
+            if count > MAX_IOV:
+                count = MAX_IOV
+            if count == 0:
+                return 0
+            views = <Py_buffer *>calloc(count, sizeof(Py_buffer))
+            iov = <iovec *>calloc(count, sizeof(iovec))
+            if views == NULL or iov == NULL:
+                raise MemoryError("cannot allocate iovecs")
+            try:
+                for i in range(count):
+                    PyObject_GetBuffer(items[i], &views[i], PyBUF_SIMPLE)
+                    acquired += 1
+                    iov[i].iov_base = views[i].buf
+                    iov[i].iov_len = views[i].len
+                msg.msg_name = NULL
+                msg.msg_namelen = 0
+                msg.msg_iov = iov
+                msg.msg_iovlen = count
+                msg.msg_control = NULL
+                msg.msg_controllen = 0
+                msg.msg_flags = 0
+                while True:
+                    with nogil:
+                        n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT)
+                        if n < 0:
+                            err = errno
+                    if n >= 0 or err != EINTR:
+                        break
+                    PyErr_CheckSignals()
+            finally:
+                for i in range(acquired):
+                    PyBuffer_Release(&views[i])
+            if n < 0:
+                raise_errno(err, "sendmsg")
+            return n
+        finally:
+            free(views)
+            free(iov)
+            self._leave()
+
+    def shutdown(self, how=_socket.SHUT_RDWR):
+        """Shut down one or both directions (``socket.SHUT_RD``, ``SHUT_WR``, ``SHUT_RDWR``)."""
+        cdef int rc = 0, err = 0
+        cdef int direction = how
+        cdef int fd
+        if direction not in (SHUT_RD, SHUT_WR, SHUT_RDWR):
+            raise ValueError(f"how must be SHUT_RD, SHUT_WR or SHUT_RDWR, got {how!r}")
+        fd = self._enter("shut down")
+        try:
+            with nogil:
+                rc = shutdown(fd, direction)
+                if rc != 0:
+                    err = errno
+            if rc != 0:
+                raise_errno(err, "shutdown")
+        finally:
+            self._leave()
+
+    def shutdown_write(self):
+        """Half close: the peer reads end-of-stream, this end can still read."""
+        self.shutdown(SHUT_WR)
+
+    def close(self):
+        """Close the stream. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._busy == 0 and self._fd >= 0:
+            close(self._fd)
+            self._fd = -1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close()
+
+    def __repr__(self):
+        if self._closed:
+            return "<TcpStream closed>"
+        return f"<TcpStream fd={self._fd}{' connecting' if self._connecting else ''}>"
+
+
+cdef class TcpListener:
+    """A nonblocking listening TCP socket whose accepted streams carry its config.
+
+    Example:
+        >>> from horizon_drivers.native import TcpListener
+        >>> with TcpListener.bind("127.0.0.2:0") as listener:
+        ...     str(listener.local_address.host)
+        '127.0.0.2'
+    """
+
+    cdef int _fd
+    cdef int _family
+    cdef int _busy
+    cdef bint _closed
+    cdef object _options
+    cdef readonly object config
+    cdef object __weakref__
+
+    def __cinit__(self, *args, **kwargs):
+        self._fd = -1
+        self._closed = True
+
+    def __init__(self, sock: _socket.socket, options, config=None):
+        if not isinstance(sock, _socket.socket):
+            raise TypeError(f"expected a socket.socket, got {type(sock).__name__}")
+        if self._fd >= 0:
+            raise RuntimeError("TcpListener is already initialised")
+        if sock.type != _socket.SOCK_STREAM or sock.family not in (_socket.AF_INET,
+                                                                  _socket.AF_INET6):
+            raise ValueError(f"expected an AF_INET/AF_INET6 SOCK_STREAM socket, got {sock!r}")
+        if sock.fileno() < 0:
+            raise SocketClosedError("TCP listener", "adopt")
+        sock.setblocking(False)
+        self.config = config if config is not None else NetConfig()
+        self._options = options
+        self._family = sock.family
+        self._fd = sock.detach()
+        self._closed = False
+
+    def __dealloc__(self):
+        if self._fd >= 0:
+            close(self._fd)
+            self._fd = -1
+
+    cdef inline int _enter(self, str operation) except -1:
+        if self._closed:
+            raise SocketClosedError("TCP listener", operation)
+        self._busy += 1
+        return self._fd
+
+    cdef inline void _leave(self) noexcept:
+        self._busy -= 1
+        if self._closed and self._busy == 0 and self._fd >= 0:
+            close(self._fd)
+            self._fd = -1
+
+    @classmethod
+    def bind(cls, address, config=None):
+        """Open, configure, bind and listen (backlog ``config.tcp_backlog``).
+
+        Example:
+            >>> from horizon_drivers.native import TcpListener
+            >>> with TcpListener.bind("[::1]:0") as listener:
+            ...     listener.local_address.family
+            6
+        """
+        from horizon_drivers.opening import open_tcp_listener
+
+        cfg = config if config is not None else NetConfig()
+        sock, report = open_tcp_listener(address, cfg)
+        return cls(sock, report, cfg)
+
+    @property
+    def closed(self):
+        """True once ``close()`` ran."""
+        return self._closed
+
+    @property
+    def options(self):
+        """Options applied to the listening socket (an OptionReport)."""
+        return self._options
+
+    @property
+    def local_address(self):
+        """The bound address."""
+        cdef int fd = self._enter("read the address of")
+        try:
+            return local_address_of(fd)
+        finally:
+            self._leave()
+
+    def fileno(self):
+        """The descriptor, or -1 once closed."""
+        return -1 if self._closed else self._fd
+
+    def accept_nonblocking(self):
+        """Accept one connection as a nonblocking, configured stream; BlockingIOError if none."""
+        from horizon_drivers.opening import configure_accepted
+
+        cdef unsigned char name[128]
+        cdef socklen_t namelen = sizeof(name)
+        cdef int newfd = -1, err = 0
+        cdef int fd = self._enter("accept on")
+        try:
+            while True:
+                namelen = sizeof(name)
+                with nogil:
+                    newfd = accept4(fd, <sockaddr *>name, &namelen, SOCK_NONBLOCK | SOCK_CLOEXEC)
+                    if newfd < 0:
+                        err = errno
+                if newfd >= 0 or err != EINTR:
+                    break
+                PyErr_CheckSignals()
+            if newfd < 0:
+                raise_errno(err, "accept4")
+            try:
+                peer = address_from_sockaddr(<sockaddr *>name,
+                                             namelen if namelen <= sizeof(name) else 0)
+                sock = _socket.socket(self._family, _socket.SOCK_STREAM, 0, fileno=newfd)
+            except BaseException:
+                close(newfd)
+                raise
+            report = configure_accepted(sock, self.config)  # closes sock if it raises
+            return TcpStream(sock, report, self.config), peer
+        finally:
+            self._leave()
+
+    def close(self):
+        """Stop listening. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._busy == 0 and self._fd >= 0:
+            close(self._fd)
+            self._fd = -1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close()
+
+    def __repr__(self):
+        return "<TcpListener closed>" if self._closed else f"<TcpListener fd={self._fd}>"

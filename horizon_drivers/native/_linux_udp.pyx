@@ -1,0 +1,856 @@
+# cython: embedsignature.format=clinic
+"""Batch UDP on Linux: recvmmsg/sendmmsg straight into and out of a BufferPool.
+
+Rules this module obeys:
+
+* A ``UdpSocket`` owns its file descriptor: ``close()`` or ``__dealloc__`` closes it. A close that
+  races a call running in another thread is deferred until that call returns, so a descriptor
+  number is never reused under a syscall in flight.
+* Every syscall runs with the GIL released and is retried on EINTR (after running signal
+  handlers, as PEP 475 asks). Would-block surfaces as the builtin ``BlockingIOError``.
+* The batch paths allocate no Python object per datagram: one ``recvmmsg`` writes payloads into
+  the pool's slot memory, and lengths, true lengths (MSG_TRUNC), truncation flags, GRO strides and
+  packed peer addresses go straight into the pool's arrays through typed memoryviews. Counts from
+  the caller and from the kernel are checked before they index anything.
+* Counters are C integers; ``stats`` builds the core's ``StatsSnapshot`` on demand.
+"""
+
+from cpython.buffer cimport (
+    PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE,
+)
+from cpython.exc cimport PyErr_CheckSignals
+from libc.errno cimport errno, EINTR, EAGAIN
+from libc.stdint cimport uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy, memset
+from posix.uio cimport iovec
+from posix.unistd cimport close
+
+from horizon_drivers.native.sys_socket cimport (
+    sockaddr, socklen_t, msghdr, mmsghdr, cmsghdr,
+    CMSG_FIRSTHDR, CMSG_NXTHDR, CMSG_DATA, CMSG_SPACE, CMSG_LEN,
+    recvmmsg, sendmmsg, sendto, recvfrom, send, recv, connect, getsockopt,
+    AF_INET, AF_INET6, SOL_SOCKET, SO_RXQ_OVFL, MSG_TRUNC, MSG_CTRUNC, MSG_DONTWAIT,
+    HORIZON_MAX_MMSG,
+)
+from horizon_drivers.native.netinet_in cimport sockaddr_in6, SOL_UDP, UDP_GRO, UDP_SEGMENT
+from horizon_drivers.native.sockaddr_codec cimport pack_sockaddr, unpack_sockaddr, PACKED_SIZE
+from horizon_drivers.native._linux_address cimport (
+    address_from_sockaddr, sockaddr_from_address, local_address_of, raise_errno,
+)
+
+import socket as _socket
+
+from horizon_core.buffers import Batch
+from horizon_core.config import NetConfig
+from horizon_core.errors import SocketClosedError
+from horizon_core.stats import HISTOGRAM_BUCKETS, StatsSnapshot
+
+__all__ = ["MAX_BATCH", "UdpSocket"]
+
+#: The most datagrams one recv_batch/send_batch call moves: the kernel caps recvmmsg/sendmmsg
+#: vectors at UIO_MAXIOV (1024). Larger batches are filled/sent by further calls.
+MAX_BATCH = HORIZON_MAX_MMSG
+
+cdef enum:
+    BUCKETS = 12
+    # Room for SO_RXQ_OVFL (u32) and UDP_GRO (int) control messages per received datagram.
+    RECV_CONTROL = 64
+    # Room for one UDP_SEGMENT (u16) control message per sent datagram.
+    SEND_CONTROL = 32
+
+assert HISTOGRAM_BUCKETS == BUCKETS, "horizon_core.stats.HISTOGRAM_BUCKETS changed"
+
+
+cdef extern from *:
+    int __builtin_clzll(unsigned long long) nogil
+
+
+cdef inline int _bucket(uint64_t n) noexcept nogil:
+    """Histogram bucket of a batch of n >= 1 datagrams: floor(log2 n), capped."""
+    cdef int b = 63 - __builtin_clzll(n)
+    return b if b < BUCKETS - 1 else BUCKETS - 1
+
+
+cdef class _PoolView:
+    """Raw pointers into one BufferPool's memory and metadata arrays.
+
+    Cached per socket and direction; ``matches`` re-checks the identity of every array so a pool
+    whose arrays were replaced is never written through stale pointers.
+    """
+
+    cdef object pool, memory_src, lengths_src, original_src, truncated_src, segments_src
+    cdef object addresses_src
+    cdef unsigned char[::1] memory_mv, truncated_mv, addresses_mv
+    cdef unsigned int[::1] lengths_mv, original_mv, segments_mv
+    cdef unsigned char *memory
+    cdef unsigned char *truncated
+    cdef unsigned char *addresses
+    cdef unsigned int *lengths
+    cdef unsigned int *original_lengths
+    cdef unsigned int *segment_sizes
+    cdef Py_ssize_t slot_count, slot_size
+
+    def __cinit__(self, pool):
+        cdef Py_ssize_t slot_count = pool.slot_count
+        cdef Py_ssize_t slot_size = pool.slot_size
+        if slot_count <= 0 or slot_size <= 0:
+            raise ValueError(f"pool has {slot_count} slots of {slot_size} bytes")
+        self.pool = pool
+        self.memory_src = pool.memory
+        self.lengths_src = pool.lengths
+        self.original_src = pool.original_lengths
+        self.truncated_src = pool.truncated
+        self.segments_src = pool.segment_sizes
+        self.addresses_src = pool.addresses
+        self.memory_mv = self.memory_src
+        self.lengths_mv = self.lengths_src
+        self.original_mv = self.original_src
+        self.truncated_mv = self.truncated_src
+        self.segments_mv = self.segments_src
+        self.addresses_mv = self.addresses_src
+        if (self.memory_mv.shape[0] < slot_count * slot_size
+                or self.lengths_mv.shape[0] < slot_count
+                or self.original_mv.shape[0] < slot_count
+                or self.truncated_mv.shape[0] < slot_count
+                or self.segments_mv.shape[0] < slot_count
+                or self.addresses_mv.shape[0] < slot_count * PACKED_SIZE):
+            raise ValueError("BufferPool arrays are smaller than slot_count/slot_size say")
+        self.slot_count = slot_count
+        self.slot_size = slot_size
+        self.memory = &self.memory_mv[0]
+        self.lengths = &self.lengths_mv[0]
+        self.original_lengths = &self.original_mv[0]
+        self.truncated = &self.truncated_mv[0]
+        self.segment_sizes = &self.segments_mv[0]
+        self.addresses = &self.addresses_mv[0]
+
+    cdef inline bint matches(self, object pool):
+        return (
+            pool is self.pool
+            and pool.memory is self.memory_src
+            and pool.lengths is self.lengths_src
+            and pool.original_lengths is self.original_src
+            and pool.truncated is self.truncated_src
+            and pool.segment_sizes is self.segments_src
+            and pool.addresses is self.addresses_src
+        )
+
+
+cdef class UdpSocket:
+    """A nonblocking UDP socket with batch receive (recvmmsg) and batch send (sendmmsg).
+
+    Open one with :meth:`bind` or :meth:`bind_dual_stack`; the constructor adopts a configured
+    ``socket.socket`` (it takes over the descriptor: the socket object is detached).
+
+    Example:
+        >>> from horizon_core.buffers import BufferPool
+        >>> from horizon_drivers.native import UdpSocket
+        >>> with UdpSocket.bind("127.0.0.1:0") as a, UdpSocket.bind("127.0.0.1:0") as b:
+        ...     sent = a.send_to(b"hi", b.local_address)
+        ...     b.recv_from(bytearray(16))[0]   # a real program waits with a Runtime first
+        2
+    """
+
+    cdef int _fd
+    cdef int _family
+    cdef int _busy
+    cdef bint _closed
+    cdef bint _recv_busy
+    cdef bint _send_busy
+    cdef bint _want_drops
+    cdef bint _want_gro
+    cdef readonly object config
+    cdef object _options
+    cdef object __weakref__
+    cdef _PoolView _recv_view
+    cdef _PoolView _send_view
+    # recvmmsg vectors (capacity _recv_cap) and sendmmsg vectors (capacity _send_cap).
+    cdef unsigned int _recv_cap
+    cdef mmsghdr *_rmsgs
+    cdef iovec *_riov
+    cdef sockaddr_in6 *_rnames
+    cdef unsigned char *_rcontrol
+    cdef unsigned int _send_cap
+    cdef mmsghdr *_smsgs
+    cdef iovec *_siov
+    cdef sockaddr_in6 *_snames
+    cdef unsigned char *_scontrol
+    cdef Py_buffer *_sbufs
+    # counters
+    cdef uint64_t _datagrams_received, _bytes_received, _datagrams_sent, _bytes_sent
+    cdef uint64_t _truncated, _recv_calls, _send_calls, _would_block, _partial_sends, _errors
+    cdef uint64_t _recv_hist[BUCKETS]
+    cdef uint64_t _send_hist[BUCKETS]
+    cdef bint _drops_known
+    cdef uint32_t _kernel_drops
+
+    def __cinit__(self, *args, **kwargs):
+        self._fd = -1
+        self._closed = True
+
+    def __init__(self, sock: _socket.socket, options, config=None):
+        cdef int value = 0
+        cdef socklen_t length = sizeof(value)
+        if not isinstance(sock, _socket.socket):
+            raise TypeError(f"expected a socket.socket, got {type(sock).__name__}")
+        if self._fd >= 0:
+            raise RuntimeError("UdpSocket is already initialised")
+        if sock.type != _socket.SOCK_DGRAM or sock.family not in (_socket.AF_INET,
+                                                                 _socket.AF_INET6):
+            raise ValueError(f"expected an AF_INET/AF_INET6 SOCK_DGRAM socket, got {sock!r}")
+        if sock.fileno() < 0:
+            raise SocketClosedError("UDP socket", "adopt")
+        sock.setblocking(False)
+        self.config = config if config is not None else NetConfig()
+        self._options = options
+        self._family = sock.family
+        self._fd = sock.detach()
+        self._closed = False
+        # Ask the kernel what it enabled rather than trusting the config: an option the kernel
+        # refused (recorded in the report) must not make us parse control messages it never sends.
+        if getsockopt(self._fd, SOL_SOCKET, SO_RXQ_OVFL, &value, &length) == 0 and value:
+            self._want_drops = True
+            self._drops_known = True  # the kernel attaches the counter only once it is non-zero
+        value = 0
+        length = sizeof(value)
+        if getsockopt(self._fd, SOL_UDP, UDP_GRO, &value, &length) == 0 and value:
+            self._want_gro = True
+
+    def __dealloc__(self):
+        if self._fd >= 0:
+            close(self._fd)
+            self._fd = -1
+        self._free_recv()
+        self._free_send()
+
+    cdef void _free_recv(self) noexcept:
+        free(self._rmsgs)
+        free(self._riov)
+        free(self._rnames)
+        free(self._rcontrol)
+        self._rmsgs = NULL
+        self._riov = NULL
+        self._rnames = NULL
+        self._rcontrol = NULL
+        self._recv_cap = 0
+
+    cdef void _free_send(self) noexcept:
+        free(self._smsgs)
+        free(self._siov)
+        free(self._snames)
+        free(self._scontrol)
+        free(self._sbufs)
+        self._smsgs = NULL
+        self._siov = NULL
+        self._snames = NULL
+        self._scontrol = NULL
+        self._sbufs = NULL
+        self._send_cap = 0
+
+    cdef int _reserve_recv(self, unsigned int count) except -1:
+        cdef unsigned int i
+        if count <= self._recv_cap:
+            return 0
+        self._free_recv()
+        self._rmsgs = <mmsghdr *>calloc(count, sizeof(mmsghdr))
+        self._riov = <iovec *>calloc(count, sizeof(iovec))
+        self._rnames = <sockaddr_in6 *>calloc(count, sizeof(sockaddr_in6))
+        self._rcontrol = <unsigned char *>calloc(count, RECV_CONTROL)
+        if not (self._rmsgs and self._riov and self._rnames and self._rcontrol):
+            self._free_recv()
+            raise MemoryError("cannot allocate recvmmsg vectors")
+        for i in range(count):
+            self._rmsgs[i].msg_hdr.msg_iov = &self._riov[i]
+            self._rmsgs[i].msg_hdr.msg_iovlen = 1
+            self._rmsgs[i].msg_hdr.msg_name = &self._rnames[i]
+        self._recv_cap = count
+        return 0
+
+    cdef int _reserve_send(self, unsigned int count) except -1:
+        cdef unsigned int i
+        if count <= self._send_cap:
+            return 0
+        self._free_send()
+        self._smsgs = <mmsghdr *>calloc(count, sizeof(mmsghdr))
+        self._siov = <iovec *>calloc(count, sizeof(iovec))
+        self._snames = <sockaddr_in6 *>calloc(count, sizeof(sockaddr_in6))
+        self._scontrol = <unsigned char *>calloc(count, SEND_CONTROL)
+        self._sbufs = <Py_buffer *>calloc(count, sizeof(Py_buffer))
+        if not (self._smsgs and self._siov and self._snames and self._scontrol and self._sbufs):
+            self._free_send()
+            raise MemoryError("cannot allocate sendmmsg vectors")
+        for i in range(count):
+            self._smsgs[i].msg_hdr.msg_iov = &self._siov[i]
+            self._smsgs[i].msg_hdr.msg_iovlen = 1
+        self._send_cap = count
+        return 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    cdef inline int _enter(self, str operation) except -1:
+        if self._closed:
+            raise SocketClosedError("UDP socket", operation)
+        self._busy += 1
+        return self._fd
+
+    cdef inline void _leave(self) noexcept:
+        self._busy -= 1
+        if self._closed and self._busy == 0 and self._fd >= 0:
+            close(self._fd)
+            self._fd = -1
+
+    @classmethod
+    def bind(cls, address, config=None):
+        """Open a UDP socket with ``config``'s options and bind it to ``address``.
+
+        Options that must precede bind (SO_REUSEPORT, buffers, IPV6_V6ONLY) are applied first;
+        an explicitly requested option the kernel refuses raises ``OptionError`` naming it.
+
+        Example:
+            >>> from horizon_drivers.native import UdpSocket
+            >>> with UdpSocket.bind("127.0.0.1:0") as sock:
+            ...     sock.local_address.port > 0
+            True
+        """
+        from horizon_drivers.opening import open_udp
+
+        cfg = config if config is not None else NetConfig()
+        sock, report = open_udp(address, cfg)
+        return cls(sock, report, cfg)
+
+    @classmethod
+    def bind_dual_stack(cls, port, config=None):
+        """Bind ``[::]:port`` with IPV6_V6ONLY off: one socket for IPv4 and IPv6 peers.
+
+        IPv4 peers appear as ``::ffff:a.b.c.d``; sending to a plain IPv4 address maps it.
+
+        Example:
+            >>> from horizon_drivers.native import UdpSocket
+            >>> with UdpSocket.bind_dual_stack(0) as sock:
+            ...     sock.local_address.family
+            6
+        """
+        from horizon_drivers.opening import open_udp_dual_stack
+
+        cfg = config if config is not None else NetConfig()
+        sock, report = open_udp_dual_stack(port, cfg)
+        return cls(sock, report, cfg)
+
+    @property
+    def closed(self):
+        """True once ``close()`` ran."""
+        return self._closed
+
+    @property
+    def family(self):
+        """``socket.AF_INET`` or ``socket.AF_INET6``."""
+        return _socket.AddressFamily(self._family)
+
+    @property
+    def options(self):
+        """What the config asked for and what the kernel did with it (an OptionReport)."""
+        return self._options
+
+    @property
+    def local_address(self):
+        """The bound address, with the port the kernel chose for port 0."""
+        cdef int fd = self._enter("read the address of")
+        try:
+            return local_address_of(fd)
+        finally:
+            self._leave()
+
+    def fileno(self):
+        """The descriptor, or -1 once closed (as ``socket.socket.fileno``)."""
+        return -1 if self._closed else self._fd
+
+    def close(self):
+        """Close the socket. Idempotent; a call running in another thread finishes first."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._busy == 0 and self._fd >= 0:
+            close(self._fd)
+            self._fd = -1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close()
+
+    def __repr__(self):
+        if self._closed:
+            return "<UdpSocket closed>"
+        try:
+            where = str(self.local_address)
+        except OSError:
+            where = "?"
+        return f"<UdpSocket fd={self._fd} {where}>"
+
+    # -- statistics --------------------------------------------------------------------------
+
+    @property
+    def stats(self):
+        """Counters and batch-size histograms since the socket opened (a StatsSnapshot)."""
+        return StatsSnapshot(
+            datagrams_received=self._datagrams_received,
+            bytes_received=self._bytes_received,
+            datagrams_sent=self._datagrams_sent,
+            bytes_sent=self._bytes_sent,
+            truncated=self._truncated,
+            recv_calls=self._recv_calls,
+            send_calls=self._send_calls,
+            would_block=self._would_block,
+            partial_sends=self._partial_sends,
+            errors=self._errors,
+            kernel_drops=self._kernel_drops if self._drops_known else None,
+            recv_batch_sizes=tuple([self._recv_hist[i] for i in range(BUCKETS)]),
+            send_batch_sizes=tuple([self._send_hist[i] for i in range(BUCKETS)]),
+        )
+
+    cdef inline int _failed(self, int err, str context) except -1:
+        if err == EAGAIN:
+            self._would_block += 1
+        else:
+            self._errors += 1
+        return raise_errno(err, context)
+
+    # -- batch receive -----------------------------------------------------------------------
+
+    def recv_batch(self, batch):
+        """Receive up to ``batch.capacity`` datagrams (at most MAX_BATCH) in one recvmmsg.
+
+        The batch must be empty. Returns how many datagrams it now holds; raises
+        ``BlockingIOError`` when none is waiting. Per slot it records the stored length, the
+        datagram's true length and truncated flag (MSG_TRUNC), the GRO stride and the sender.
+        """
+        cdef int fd = self._enter("receive on")
+        try:
+            if self._recv_busy:
+                raise RuntimeError("recv_batch is already running on this socket in another thread")
+            self._recv_busy = True
+            try:
+                return self._recv_batch(fd, batch)
+            finally:
+                self._recv_busy = False
+        finally:
+            self._leave()
+
+    cdef Py_ssize_t _recv_batch(self, int fd, object batch) except -1:
+        cdef _PoolView view
+        cdef Py_ssize_t first, posted, slot, slot_size
+        cdef unsigned int vlen, i, mlen, seg, total
+        cdef int n = 0, err = 0, flags = MSG_TRUNC | MSG_DONTWAIT
+        cdef uint64_t nbytes = 0, ntrunc = 0, ndatagrams = 0
+        cdef msghdr *hdr
+        cdef cmsghdr *cm
+        cdef bint want_control = self._want_drops or self._want_gro
+        cdef uint32_t drops = 0
+        cdef bint saw_drops = False
+        cdef int gro_size
+
+        pool = batch.pool
+        view = self._recv_view
+        if view is None or not view.matches(pool):
+            view = _PoolView(pool)
+            self._recv_view = view
+        first_obj, posted_obj = batch.begin_receive()
+        committed = False
+        try:
+            first = first_obj
+            posted = posted_obj
+            if first < 0 or posted < 0 or first + posted > view.slot_count:
+                raise RuntimeError(
+                    f"begin_receive returned slots {first}..{first + posted} outside the pool"
+                )
+            vlen = <unsigned int>(posted if posted < HORIZON_MAX_MMSG else HORIZON_MAX_MMSG)
+            if vlen == 0:
+                batch.commit_receive(0)
+                committed = True
+                return 0
+            self._reserve_recv(vlen)
+            slot_size = view.slot_size
+            for i in range(vlen):
+                self._riov[i].iov_base = view.memory + (first + i) * slot_size
+                self._riov[i].iov_len = slot_size
+                hdr = &self._rmsgs[i].msg_hdr
+                hdr.msg_namelen = sizeof(sockaddr_in6)
+                hdr.msg_flags = 0
+                if want_control:
+                    hdr.msg_control = self._rcontrol + i * RECV_CONTROL
+                    hdr.msg_controllen = RECV_CONTROL
+                else:
+                    hdr.msg_control = NULL
+                    hdr.msg_controllen = 0
+            while True:
+                with nogil:
+                    # MSG_TRUNC: msg_len is the datagram's true length even when it was cut.
+                    n = recvmmsg(fd, self._rmsgs, vlen, flags, NULL)
+                    if n < 0:
+                        err = errno
+                if n >= 0 or err != EINTR:
+                    break
+                PyErr_CheckSignals()
+            self._recv_calls += 1
+            if n < 0:
+                batch.commit_receive(0)
+                committed = True
+                self._failed(err, "recvmmsg")
+            if <unsigned int>n > vlen:
+                n = vlen  # never trust a count beyond what we posted
+            for i in range(<unsigned int>n):
+                slot = first + i
+                hdr = &self._rmsgs[i].msg_hdr
+                mlen = self._rmsgs[i].msg_len
+                view.lengths[slot] = mlen if mlen < <unsigned int>slot_size else <unsigned int>slot_size
+                view.original_lengths[slot] = mlen
+                if hdr.msg_flags & MSG_TRUNC:
+                    view.truncated[slot] = 1
+                    ntrunc += 1
+                else:
+                    view.truncated[slot] = 0
+                view.segment_sizes[slot] = 0
+                pack_sockaddr(<sockaddr *>&self._rnames[i],
+                              hdr.msg_namelen if hdr.msg_namelen <= sizeof(sockaddr_in6) else 0,
+                              view.addresses + slot * PACKED_SIZE)
+                nbytes += view.lengths[slot]
+                ndatagrams += 1
+                if want_control and hdr.msg_controllen > 0:
+                    cm = CMSG_FIRSTHDR(hdr)
+                    while cm != NULL:
+                        if (cm.cmsg_level == SOL_UDP and cm.cmsg_type == UDP_GRO
+                                and cm.cmsg_len >= CMSG_LEN(sizeof(int))):
+                            memcpy(&gro_size, CMSG_DATA(cm), sizeof(int))
+                            if gro_size > 0 and <unsigned int>gro_size < mlen:
+                                view.segment_sizes[slot] = gro_size
+                                # a GRO buffer carries ceil(len / stride) datagrams
+                                ndatagrams += (view.lengths[slot] + gro_size - 1) // gro_size - 1
+                        elif (cm.cmsg_level == SOL_SOCKET and cm.cmsg_type == SO_RXQ_OVFL
+                                and cm.cmsg_len >= CMSG_LEN(sizeof(uint32_t))
+                                and i == <unsigned int>n - 1):
+                            memcpy(&drops, CMSG_DATA(cm), sizeof(uint32_t))
+                            saw_drops = True
+                        cm = CMSG_NXTHDR(hdr, cm)
+            committed = True
+            batch.commit_receive(n)
+        except BaseException:
+            if not committed:
+                batch.commit_receive(0)
+            raise
+        self._datagrams_received += ndatagrams
+        self._bytes_received += nbytes
+        self._truncated += ntrunc
+        if n > 0:
+            self._recv_hist[_bucket(n)] += 1
+        if saw_drops:
+            self._kernel_drops = drops
+            self._drops_known = True
+        return n
+
+    # -- batch send --------------------------------------------------------------------------
+
+    def send_batch(self, datagrams, Py_ssize_t start=0):
+        """Send datagrams ``start..`` (at most MAX_BATCH) in one sendmmsg; return how many went.
+
+        ``datagrams`` is a Batch of FILLED slots (sent in fill order, addresses taken from the
+        packed form: echoing a received batch decodes nothing) or ``(payload, address)`` pairs.
+        Fewer than asked is a partial send, counted in ``stats.partial_sends``: call again with
+        ``start`` advanced. Raises ``BlockingIOError`` when the first datagram would block.
+        """
+        cdef int fd = self._enter("send on")
+        try:
+            if self._send_busy:
+                raise RuntimeError("send_batch is already running on this socket in another thread")
+            self._send_busy = True
+            try:
+                if type(datagrams) is Batch or isinstance(datagrams, Batch):
+                    return self._send_from_batch(fd, datagrams, start)
+                return self._send_pairs(fd, datagrams, start)
+            finally:
+                self._send_busy = False
+        finally:
+            self._leave()
+
+    cdef Py_ssize_t _send_from_batch(self, int fd, object batch, Py_ssize_t start) except -1:
+        cdef _PoolView view
+        cdef const unsigned int[::1] order
+        cdef Py_ssize_t total, requested, slot
+        cdef unsigned int vlen, i, length, seg
+        cdef int rc
+        cdef msghdr *hdr
+        cdef cmsghdr *cm
+        cdef uint16_t seg16
+
+        pool = batch.pool
+        view = self._send_view
+        if view is None or not view.matches(pool):
+            view = _PoolView(pool)
+            self._send_view = view
+        total = len(batch)
+        if start < 0 or start > total:
+            raise IndexError(f"start must be 0..{total}, got {start}")
+        requested = total - start
+        if requested == 0:
+            return 0
+        order = batch.order
+        if order.shape[0] < total:
+            raise RuntimeError("batch.order is shorter than the batch")
+        vlen = <unsigned int>(requested if requested < HORIZON_MAX_MMSG else HORIZON_MAX_MMSG)
+        self._reserve_send(vlen)
+        for i in range(vlen):
+            slot = order[start + i]
+            if slot >= view.slot_count:
+                raise RuntimeError(f"batch.order names slot {slot} outside the pool")
+            length = view.lengths[slot]
+            if length > <unsigned int>view.slot_size:
+                raise RuntimeError(f"slot {slot} has length {length} > slot size")
+            self._siov[i].iov_base = view.memory + slot * view.slot_size
+            self._siov[i].iov_len = length
+            hdr = &self._smsgs[i].msg_hdr
+            hdr.msg_flags = 0
+            rc = unpack_sockaddr(view.addresses + slot * PACKED_SIZE, self._family,
+                                 &self._snames[i], &hdr.msg_namelen)
+            if rc < 0:
+                if i == 0:
+                    raise ValueError(f"slot {slot} holds an invalid packed address")
+                vlen = i  # send what precedes it; the next call reports the bad slot
+                break
+            hdr.msg_name = &self._snames[i] if rc == 0 else NULL
+            seg = view.segment_sizes[slot]
+            if seg > 0 and seg < length:
+                # Re-segment a GRO buffer on the way out (UDP GSO, per message).
+                hdr.msg_control = self._scontrol + i * SEND_CONTROL
+                hdr.msg_controllen = CMSG_SPACE(sizeof(uint16_t))
+                cm = CMSG_FIRSTHDR(hdr)
+                cm.cmsg_level = SOL_UDP
+                cm.cmsg_type = UDP_SEGMENT
+                cm.cmsg_len = CMSG_LEN(sizeof(uint16_t))
+                seg16 = <uint16_t>seg
+                memcpy(CMSG_DATA(cm), &seg16, sizeof(uint16_t))
+            else:
+                hdr.msg_control = NULL
+                hdr.msg_controllen = 0
+        return self._sendmmsg(fd, vlen, requested)
+
+    cdef Py_ssize_t _send_pairs(self, int fd, object datagrams, Py_ssize_t start) except -1:
+        cdef Py_ssize_t total, requested
+        cdef unsigned int vlen, i, acquired = 0
+        cdef msghdr *hdr
+        items = datagrams if isinstance(datagrams, (list, tuple)) else list(datagrams)
+        total = len(items)
+        if start < 0 or start > total:
+            raise IndexError(f"start must be 0..{total}, got {start}")
+        requested = total - start
+        if requested == 0:
+            return 0
+        vlen = <unsigned int>(requested if requested < HORIZON_MAX_MMSG else HORIZON_MAX_MMSG)
+        self._reserve_send(vlen)
+        try:
+            for i in range(vlen):
+                payload, address = items[start + i]
+                PyObject_GetBuffer(payload, &self._sbufs[i], PyBUF_SIMPLE)
+                acquired += 1
+                self._siov[i].iov_base = self._sbufs[i].buf
+                self._siov[i].iov_len = self._sbufs[i].len
+                hdr = &self._smsgs[i].msg_hdr
+                hdr.msg_flags = 0
+                hdr.msg_control = NULL
+                hdr.msg_controllen = 0
+                if address is None:
+                    hdr.msg_name = NULL
+                    hdr.msg_namelen = 0
+                else:
+                    sockaddr_from_address(address, self._family, &self._snames[i],
+                                          &hdr.msg_namelen)
+                    hdr.msg_name = &self._snames[i]
+            return self._sendmmsg(fd, vlen, requested)
+        finally:
+            for i in range(acquired):
+                PyBuffer_Release(&self._sbufs[i])
+
+    cdef Py_ssize_t _sendmmsg(self, int fd, unsigned int vlen, Py_ssize_t requested) except -1:
+        cdef int n = 0, err = 0
+        cdef unsigned int i
+        cdef uint64_t nbytes = 0
+        while True:
+            with nogil:
+                n = sendmmsg(fd, self._smsgs, vlen, MSG_DONTWAIT)
+                if n < 0:
+                    err = errno
+            if n >= 0 or err != EINTR:
+                break
+            PyErr_CheckSignals()
+        self._send_calls += 1
+        if n < 0:
+            self._failed(err, "sendmmsg")
+        if <unsigned int>n > vlen:
+            n = vlen
+        for i in range(<unsigned int>n):
+            nbytes += self._smsgs[i].msg_len
+        self._datagrams_sent += n
+        self._bytes_sent += nbytes
+        if n < requested:
+            self._partial_sends += 1
+        if n > 0:
+            self._send_hist[_bucket(n)] += 1
+        return n
+
+    # -- single datagrams --------------------------------------------------------------------
+
+    def send_to(self, data, address):
+        """Send one datagram to ``address``; return its length."""
+        cdef sockaddr_in6 name
+        cdef socklen_t namelen = 0
+        cdef Py_buffer view
+        cdef ssize_t n = 0
+        cdef int err = 0
+        cdef int fd = self._enter("send on")
+        try:
+            sockaddr_from_address(address, self._family, &name, &namelen)
+            PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+            try:
+                while True:
+                    with nogil:
+                        n = sendto(fd, view.buf, view.len, MSG_DONTWAIT,
+                                   <sockaddr *>&name, namelen)
+                        if n < 0:
+                            err = errno
+                    if n >= 0 or err != EINTR:
+                        break
+                    PyErr_CheckSignals()
+            finally:
+                PyBuffer_Release(&view)
+            self._send_calls += 1
+            if n < 0:
+                self._failed(err, "sendto")
+            self._datagrams_sent += 1
+            self._bytes_sent += <uint64_t>n
+            self._send_hist[0] += 1
+            return n
+        finally:
+            self._leave()
+
+    def recv_from(self, buffer):
+        """Receive one datagram into ``buffer``; return (bytes stored, sender).
+
+        A datagram longer than ``buffer`` is cut to fit and counted in ``stats.truncated``.
+        """
+        cdef unsigned char name[128]
+        cdef socklen_t namelen = sizeof(name)
+        cdef Py_buffer view
+        cdef Py_ssize_t capacity
+        cdef ssize_t n = 0
+        cdef int err = 0
+        cdef int fd = self._enter("receive on")
+        try:
+            PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE | PyBUF_WRITABLE)
+            capacity = view.len
+            try:
+                while True:
+                    namelen = sizeof(name)
+                    with nogil:
+                        n = recvfrom(fd, view.buf, view.len, MSG_TRUNC | MSG_DONTWAIT,
+                                     <sockaddr *>name, &namelen)
+                        if n < 0:
+                            err = errno
+                    if n >= 0 or err != EINTR:
+                        break
+                    PyErr_CheckSignals()
+            finally:
+                PyBuffer_Release(&view)
+            self._recv_calls += 1
+            if n < 0:
+                self._failed(err, "recvfrom")
+            return self._account_single(n, capacity), address_from_sockaddr(
+                <sockaddr *>name, namelen if namelen <= sizeof(name) else 0)
+        finally:
+            self._leave()
+
+    cdef Py_ssize_t _account_single(self, ssize_t n, Py_ssize_t capacity):
+        cdef Py_ssize_t stored = n if n < capacity else capacity
+        if n > capacity:
+            self._truncated += 1
+        self._datagrams_received += 1
+        self._bytes_received += <uint64_t>stored
+        self._recv_hist[0] += 1
+        return stored
+
+    def connect(self, address):
+        """Fix the peer: ``send``/``recv_into`` use it and ICMP errors (ECONNREFUSED) surface."""
+        cdef sockaddr_in6 name
+        cdef socklen_t namelen = 0
+        cdef int rc = 0, err = 0
+        cdef int fd = self._enter("connect")
+        try:
+            sockaddr_from_address(address, self._family, &name, &namelen)
+            while True:
+                with nogil:
+                    rc = connect(fd, <sockaddr *>&name, namelen)
+                    if rc < 0:
+                        err = errno
+                if rc == 0 or err != EINTR:
+                    break
+                PyErr_CheckSignals()
+            if rc < 0:
+                raise_errno(err, "connect")
+        finally:
+            self._leave()
+
+    def send(self, data):
+        """Send one datagram to the connected peer; return its length."""
+        cdef Py_buffer view
+        cdef ssize_t n = 0
+        cdef int err = 0
+        cdef int fd = self._enter("send on")
+        try:
+            PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+            try:
+                while True:
+                    with nogil:
+                        n = send(fd, view.buf, view.len, MSG_DONTWAIT)
+                        if n < 0:
+                            err = errno
+                    if n >= 0 or err != EINTR:
+                        break
+                    PyErr_CheckSignals()
+            finally:
+                PyBuffer_Release(&view)
+            self._send_calls += 1
+            if n < 0:
+                self._failed(err, "send")
+            self._datagrams_sent += 1
+            self._bytes_sent += <uint64_t>n
+            self._send_hist[0] += 1
+            return n
+        finally:
+            self._leave()
+
+    def recv_into(self, buffer):
+        """Receive one datagram from the connected peer into ``buffer``; return bytes stored."""
+        cdef Py_buffer view
+        cdef Py_ssize_t capacity
+        cdef ssize_t n = 0
+        cdef int err = 0
+        cdef int fd = self._enter("receive on")
+        try:
+            PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE | PyBUF_WRITABLE)
+            capacity = view.len
+            try:
+                while True:
+                    with nogil:
+                        n = recv(fd, view.buf, view.len, MSG_TRUNC | MSG_DONTWAIT)
+                        if n < 0:
+                            err = errno
+                    if n >= 0 or err != EINTR:
+                        break
+                    PyErr_CheckSignals()
+            finally:
+                PyBuffer_Release(&view)
+            self._recv_calls += 1
+            if n < 0:
+                self._failed(err, "recv")
+            return self._account_single(n, capacity)
+        finally:
+            self._leave()
