@@ -1,0 +1,609 @@
+"""UDP for anyio apps: anyio's own socket interfaces, tuned by NetConfig, plus batch calls.
+
+Rules this module obeys:
+
+* The objects implement :class:`anyio.abc.UDPSocket` / :class:`anyio.abc.ConnectedUDPSocket` with
+  anyio's semantics: ``ClosedResourceError`` after ``aclose()`` (and in a task that was waiting
+  when another task closed the socket), ``BusyResourceError`` for a second concurrent receive (or
+  send), async iteration, typed extra attributes, the port free as soon as ``aclose()`` returns.
+* Readiness comes from :func:`anyio.wait_readable` / :func:`anyio.wait_writable` on a nonblocking
+  socket; there is no transport and no queue in between, so the kernel's receive buffer is the only
+  buffer and its overflow is counted (``stats.kernel_drops``, SO_RXQ_OVFL) instead of hidden.
+  (anyio's asyncio backend keeps a 100-datagram deque that silently discards the oldest.)
+* Cancellation never loses, splits or duplicates a datagram: every call takes its one checkpoint
+  and any readiness wait *before* it takes anything from the kernel or sends anything, and never
+  awaits afterwards (:mod:`horizon_drivers.aio.checkpoints`), so neither anyio's cancel scopes
+  nor a bare ``asyncio.Task.cancel`` can interrupt it between the kernel and the caller.
+* An OSError from the kernel (ICMP port unreachable on a connected socket, EMSGSIZE...) surfaces as
+  :class:`anyio.BrokenResourceError` with the OSError as ``__cause__``, as on anyio's trio backend;
+  the socket stays usable.
+
+Example::
+
+    import anyio
+    from horizon_core import BufferPool, NetConfig
+    from horizon_drivers.aio import create_udp_socket
+
+    async def echo() -> None:
+        config = NetConfig()
+        async with await create_udp_socket(config, local_host="127.0.0.1", local_port=9999) as udp:
+            batch = BufferPool(256, 2048).batch(64)
+            while True:
+                n = await udp.receive_batch(batch)
+                sent = 0
+                while sent < n:
+                    sent += await udp.send_batch(batch, sent)
+                batch.release()
+
+    anyio.run(echo)
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final, Literal, TypeAlias
+
+import anyio
+import anyio.lowlevel
+from anyio import BrokenResourceError, ClosedResourceError, ResourceGuard
+from anyio.abc import ConnectedUDPSocket, UDPSocket
+
+from horizon_core.addresses import SocketAddress
+from horizon_core.buffers import Batch
+from horizon_core.config import NetConfig
+from horizon_core.contract import AddressLike, BytesLike
+from horizon_core.errors import SocketClosedError
+from horizon_core.options import OptionReport
+from horizon_core.stats import Stats, StatsSnapshot
+from horizon_drivers.aio.attributes import HorizonAttribute
+from horizon_drivers.aio.batch_io import (
+    SO_RXQ_OVFL,
+    SOL_UDP,
+    UDP_GRO,
+    BatchEngine,
+    NativeEngine,
+    PortableEngine,
+    kernel_option_enabled,
+    merge_snapshots,
+    native_available,
+)
+from horizon_drivers.aio.checkpoints import checkpoint_for_running_loop
+from horizon_drivers.aio.resolution import IPAddressType, ip_literal, resolve, wildcard
+from horizon_drivers.opening import open_udp
+
+__all__ = [
+    "EngineChoice",
+    "HorizonConnectedUDPSocket",
+    "HorizonUDPSocket",
+    "OutgoingDatagrams",
+    "create_connected_udp_socket",
+    "create_udp_socket",
+]
+
+#: Which batch engine to use: ``"auto"`` (native on Linux when built), ``"native"``, ``"portable"``.
+EngineChoice: TypeAlias = Literal["auto", "native", "portable"]
+#: What ``send_batch`` takes: the core's ``Datagrams``, plus ``None`` as the address of a datagram
+#: for the connected peer.
+OutgoingDatagrams: TypeAlias = Batch | Iterable[tuple[BytesLike, AddressLike | None]]
+
+# Larger than any UDP payload (65507 over IPv4, 65527 over IPv6) and any GRO buffer.
+_MAX_DATAGRAM: Final = 65536
+_HAS_RECVMSG: Final = hasattr(socket.socket, "recvmsg")
+_IS_LINUX: Final = sys.platform.startswith("linux")
+_TARGET_CACHE_LIMIT: Final = 1024
+
+_wait_readable = anyio.wait_readable
+_wait_writable = anyio.wait_writable
+
+
+def _convert_sockaddr(sockaddr: Any) -> tuple[str, int]:
+    # anyio's form: IPv6 4-tuples become (host, port), with a non-zero scope as host%scope.
+    if len(sockaddr) == 4:
+        host, port, _flowinfo, scope_id = sockaddr
+        if scope_id:
+            return f"{host.split('%')[0]}%{scope_id}", port
+        return host, port
+    result: tuple[str, int] = sockaddr  # IPv4: recvfrom's (host, port) already is anyio's form
+    return result
+
+
+def _pick_engine(
+    choice: EngineChoice, sock: socket.socket, report: OptionReport, config: NetConfig
+) -> BatchEngine:
+    if choice not in ("auto", "native", "portable"):
+        raise ValueError(f"batch_engine must be 'auto', 'native' or 'portable', got {choice!r}")
+    if choice == "native" or (choice == "auto" and native_available()):
+        return NativeEngine(sock, report, config)
+    return PortableEngine(sock)
+
+
+class _DatagramSocket:
+    """What the unconnected and connected sockets share: lifecycle, guards, batches, stats."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        report: OptionReport,
+        config: NetConfig,
+        engine: BatchEngine,
+    ) -> None:
+        sock.setblocking(False)
+        self._sock = sock
+        self._report = report
+        self._config = config
+        self._engine = engine
+        self._closed = False
+        self._checkpoint = checkpoint_for_running_loop()
+        self._counters = Stats()
+        self._receive_guard = ResourceGuard("reading from")
+        self._send_guard = ResourceGuard("writing to")
+        # Datagrams already taken from the kernel but not yet returned: the rest of a GRO buffer
+        # that receive() split. Bounded by one buffer (64 KiB), returned in order, never dropped.
+        self._pending: deque[Any] = deque()
+        self._v6 = sock.family == socket.AF_INET6
+        want_drops = (
+            _IS_LINUX and _HAS_RECVMSG and kernel_option_enabled(sock, socket.SOL_SOCKET, SO_RXQ_OVFL)
+        )
+        self._want_gro = _IS_LINUX and _HAS_RECVMSG and kernel_option_enabled(sock, SOL_UDP, UDP_GRO)
+        self._want_control = want_drops or self._want_gro
+        self._ancsize = socket.CMSG_SPACE(4) * 2 if self._want_control else 0
+        if want_drops:
+            self._counters.kernel_drops = 0  # no control message until the first drop
+        self._targets: dict[Any, Any] = {}
+
+    # -- anyio plumbing --------------------------------------------------------------------
+
+    @property
+    def _raw_socket(self) -> socket.socket:
+        return self._sock
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        """anyio's SocketAttribute entries plus :class:`HorizonAttribute`."""
+        attributes = dict(super().extra_attributes)  # type: ignore[misc]
+        attributes[HorizonAttribute.options] = lambda: self._report
+        attributes[HorizonAttribute.config] = lambda: self._config
+        attributes[HorizonAttribute.stats] = lambda: self.stats
+        attributes[HorizonAttribute.batch_engine] = lambda: self._engine.name
+        return attributes
+
+    async def aclose(self) -> None:
+        """Close the socket; a task waiting to receive or send gets ClosedResourceError.
+
+        The port is free when this returns (nothing lingers for UDP). Idempotent.
+        """
+        if not self._closed:
+            self._closed = True
+            # notify_closing wakes waiters before the descriptor number can be reused.
+            try:
+                anyio.notify_closing(self._sock)
+            finally:
+                self._engine.close()
+                self._sock.close()
+        await anyio.lowlevel.checkpoint()
+
+    # -- Horizon's additions ---------------------------------------------------------------
+
+    @property
+    def options(self) -> OptionReport:
+        """What the config asked for and what the kernel did with it.
+
+        Example::
+
+            udp.options["SO_RCVBUF"].effective
+        """
+        return self._report
+
+    @property
+    def config(self) -> NetConfig:
+        """The NetConfig this socket was opened with."""
+        return self._config
+
+    @property
+    def local_address(self) -> SocketAddress:
+        """The bound address (with the port the kernel chose for port 0).
+
+        Example::
+
+            udp.local_address.port
+        """
+        if self._closed:
+            raise ClosedResourceError
+        return SocketAddress.from_sockaddr(self._sock.getsockname())
+
+    @property
+    def batch_engine(self) -> str:
+        """``"recvmmsg"`` (native Linux batch calls) or ``"portable"`` (stdlib loop)."""
+        return self._engine.name
+
+    @property
+    def stats(self) -> StatsSnapshot:
+        """Counters and batch-size histograms since the socket opened, with kernel drops.
+
+        ``kernel_drops`` is the kernel's SO_RXQ_OVFL count as of the last datagram received (None
+        when the option is off, refused, or the platform has no such counter).
+
+        Example::
+
+            before = udp.stats
+            ...
+            print((udp.stats - before).datagrams_received)
+        """
+        return merge_snapshots(self._counters.snapshot(), self._engine.snapshot())
+
+    async def receive_batch(self, batch: Batch) -> int:
+        """Wait until a datagram is waiting, then receive up to ``batch.capacity`` in one call.
+
+        The batch must be empty (``release()`` it first). On Linux with the native driver this is
+        one recvmmsg straight into the pool; elsewhere a ``recvmsg_into`` loop. Truncated datagrams
+        are flagged with their true length. Returns how many datagrams the batch now holds.
+
+        Example::
+
+            n = await udp.receive_batch(batch)
+            for datagram in batch:
+                print(bytes(datagram.payload), datagram.address)
+            batch.release()
+        """
+        with self._receive_guard:
+            # The only awaits come before a datagram is taken (checkpoints.py), so a cancelled
+            # call has taken nothing and a returning call has every datagram in the batch.
+            await self._checkpoint()
+            if self._closed:
+                raise ClosedResourceError
+            if self._pending:
+                return self._drain_pending(batch)
+            engine = self._engine
+            while True:
+                if self._closed:
+                    raise ClosedResourceError
+                try:
+                    return engine.recv_batch(batch)
+                except BlockingIOError:
+                    await _wait_readable(self._sock)
+                except OSError as exc:
+                    raise self._translate(exc) from exc
+
+    async def send_batch(self, datagrams: OutgoingDatagrams, start: int = 0) -> int:
+        """Wait until writable, then send datagrams ``start..`` in one call; return how many went.
+
+        ``datagrams`` is a Batch of FILLED slots (a received batch echoes to its senders without
+        decoding an address) or ``(payload, address)`` pairs (address None on a connected socket).
+        A partial send is not an error: call again with ``start`` advanced.
+
+        Example::
+
+            sent = 0
+            while sent < len(batch):
+                sent += await udp.send_batch(batch, sent)
+        """
+        with self._send_guard:
+            await self._checkpoint()
+            if not isinstance(datagrams, Batch | list | tuple):
+                datagrams = list(datagrams)  # we may have to try again after waiting
+            engine = self._engine
+            while True:
+                if self._closed:
+                    raise ClosedResourceError
+                try:
+                    return engine.send_batch(datagrams, start)
+                except BlockingIOError:
+                    # Nothing was sent: waiting (and being cancelled here) duplicates nothing.
+                    await _wait_writable(self._sock)
+                except OSError as exc:
+                    raise self._translate(exc) from exc
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _translate(self, exc: OSError) -> Exception:
+        if self._closed or isinstance(exc, SocketClosedError) or exc.errno == errno.EBADF:
+            return ClosedResourceError()
+        self._counters.errors += 1
+        return BrokenResourceError(f"{exc.strerror or exc}")
+
+    def _drain_pending(self, batch: Batch) -> int:
+        # Rare path: datagrams receive() already took from the kernel (the rest of a GRO buffer)
+        # go first, in order, through the same begin/record/commit protocol as the engines.
+        first, count = batch.begin_receive()
+        pool = batch.pool
+        size = pool.slot_size
+        pending = self._pending
+        filled = 0
+        try:
+            while pending and filled < count:
+                data, sockaddr = self._pending_item(pending[0])
+                slot = first + filled
+                stored = min(len(data), size)
+                pool.slot_view(slot)[:stored] = data[:stored]
+                address = SocketAddress.from_sockaddr(tuple(sockaddr)) if sockaddr else None
+                batch.record(slot, stored, len(data), address)
+                pending.popleft()
+                filled += 1
+        finally:
+            batch.commit_receive(filled)
+        return filled
+
+    def _pending_item(self, item: Any) -> tuple[bytes, Any]:
+        raise NotImplementedError
+
+    def _receive_message(self, connected: bool) -> tuple[bytes, Any]:
+        """One datagram from the kernel (BlockingIOError if none); GRO buffers are split."""
+        sock = self._sock
+        counters = self._counters
+        if self._want_control:
+            data, ancdata, _flags, sockaddr = sock.recvmsg(_MAX_DATAGRAM, self._ancsize)
+            gro = 0
+            for level, kind, payload in ancdata:
+                if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(payload) >= 4:
+                    counters.kernel_drops = int.from_bytes(payload[:4], sys.byteorder)
+                elif level == SOL_UDP and kind == UDP_GRO and len(payload) >= 4:
+                    gro = int.from_bytes(payload[:4], sys.byteorder, signed=True)
+            if 0 < gro < len(data):
+                # One GRO buffer carries several datagrams of `gro` bytes (the last may be
+                # shorter); receive() returns datagrams, so the rest wait in _pending.
+                segments = [data[i : i + gro] for i in range(0, len(data), gro)]
+                for segment in segments[1:]:
+                    self._pending.append(self._make_item(segment, sockaddr, connected))
+                counters.datagrams_received += len(segments) - 1
+                data = segments[0]
+        elif connected:
+            data = sock.recv(_MAX_DATAGRAM)
+            sockaddr = None
+        else:
+            data, sockaddr = sock.recvfrom(_MAX_DATAGRAM)
+        counters.recv_calls += 1
+        counters.datagrams_received += 1
+        counters.bytes_received += len(data)
+        counters.recv_batch_sizes[0] += 1
+        return data, sockaddr
+
+    def _make_item(self, data: bytes, sockaddr: Any, connected: bool) -> Any:
+        raise NotImplementedError
+
+    async def _receive_item(self, connected: bool) -> Any:
+        with self._receive_guard:
+            await self._checkpoint()
+            if self._closed:
+                raise ClosedResourceError
+            if self._pending:
+                return self._pending.popleft()
+            while True:
+                if self._closed:
+                    raise ClosedResourceError
+                try:
+                    data, sockaddr = self._receive_message(connected)
+                    break
+                except BlockingIOError:
+                    await _wait_readable(self._sock)
+                except OSError as exc:
+                    raise self._translate(exc) from exc
+            return self._make_item(data, sockaddr, connected)
+
+    async def _send_to(self, data: bytes, target: Any) -> None:
+        with self._send_guard:
+            await self._checkpoint()
+            if target is not None and type(target) is tuple:
+                resolved = self._targets.get(target)
+                if resolved is None:
+                    resolved = await self._resolve_target(target)
+                target = resolved
+            sock = self._sock
+            while True:
+                if self._closed:
+                    raise ClosedResourceError
+                try:
+                    if target is None:
+                        sock.send(data)
+                    else:
+                        sock.sendto(data, target)
+                    break
+                except BlockingIOError:
+                    await _wait_writable(sock)
+                except OSError as exc:
+                    raise self._translate(exc) from exc
+            counters = self._counters
+            counters.send_calls += 1
+            counters.datagrams_sent += 1
+            counters.bytes_sent += len(data)
+            counters.send_batch_sizes[0] += 1
+
+    async def _resolve_target(self, target: tuple[Any, ...]) -> Any:
+        host, port = target[0], target[1]
+        literal = ip_literal(host)
+        if literal is None:
+            # A name: resolved each time (DNS answers change), never cached.
+            family = self._sock.family
+            try:
+                addresses = await resolve(host, port, socket.SOCK_DGRAM, family=family)
+            except OSError as exc:
+                raise BrokenResourceError(f"cannot resolve {host!r}: {exc}") from exc
+            return self._sockaddr_of(addresses[0])
+        address, scope = literal
+        flowinfo = target[2] if len(target) == 4 else 0
+        scope = target[3] if len(target) == 4 and target[3] else scope
+        sockaddr = self._sockaddr_of(SocketAddress(address, port, flowinfo, scope))
+        if len(self._targets) >= _TARGET_CACHE_LIMIT:
+            self._targets.clear()
+        self._targets[target] = sockaddr
+        return sockaddr
+
+    def _sockaddr_of(self, address: SocketAddress) -> Any:
+        if self._v6:
+            # IPv4 peers of a dual-stack socket are reached through ::ffff:a.b.c.d.
+            return address.to_v4_mapped().to_sockaddr()
+        if address.is_v4_mapped:
+            return address.unmapped().to_sockaddr()
+        if address.family == 6:
+            raise BrokenResourceError(f"cannot send to IPv6 address {address} from an IPv4 socket")
+        return address.to_sockaddr()
+
+
+class HorizonUDPSocket(_DatagramSocket, UDPSocket):
+    """An unconnected UDP socket: :class:`anyio.abc.UDPSocket` plus batches, options and stats.
+
+    Created by :func:`create_udp_socket`. ``receive()`` returns ``(bytes, (host, port))`` and
+    ``send((data, (host, port)))`` sends one datagram, exactly as anyio's; ``receive_batch`` /
+    ``send_batch`` move many per call.
+
+    Example::
+
+        async with await create_udp_socket(NetConfig(), local_host="127.0.0.1") as udp:
+            await udp.sendto(b"hi", "127.0.0.1", udp.extra(SocketAttribute.local_port))
+            data, (host, port) = await udp.receive()
+    """
+
+    async def receive(self) -> tuple[bytes, tuple[str, int]]:
+        """Wait for one datagram; return ``(payload, (host, port))``.
+
+        Example::
+
+            data, address = await udp.receive()
+        """
+        item: tuple[bytes, tuple[str, int]] = await self._receive_item(False)
+        return item
+
+    async def send(self, item: tuple[bytes, tuple[str, int]]) -> None:
+        """Send ``item[0]`` to ``item[1]`` (``(host, port)``); waits while the send buffer is full.
+
+        Example::
+
+            await udp.send((b"ping", ("127.0.0.1", 9999)))
+        """
+        data, address = item
+        await self._send_to(data, tuple(address))
+
+    def _make_item(self, data: bytes, sockaddr: Any, connected: bool) -> Any:
+        return data, _convert_sockaddr(sockaddr)
+
+    def _pending_item(self, item: Any) -> tuple[bytes, Any]:
+        data, address = item
+        return data, address
+
+
+class HorizonConnectedUDPSocket(_DatagramSocket, ConnectedUDPSocket):
+    """A connected UDP socket: :class:`anyio.abc.ConnectedUDPSocket` plus batches, options, stats.
+
+    Created by :func:`create_connected_udp_socket`. ``receive()`` returns the payload only;
+    ICMP errors for the peer (port unreachable) surface as BrokenResourceError.
+
+    Example::
+
+        async with await create_connected_udp_socket(NetConfig(), "127.0.0.1", 9999) as udp:
+            await udp.send(b"ping")
+            reply = await udp.receive()
+    """
+
+    async def receive(self) -> bytes:
+        """Wait for one datagram from the peer; return its payload.
+
+        Example::
+
+            data = await udp.receive()
+        """
+        item: bytes = await self._receive_item(True)
+        return item
+
+    async def send(self, item: bytes) -> None:
+        """Send one datagram to the peer.
+
+        Example::
+
+            await udp.send(b"ping")
+        """
+        await self._send_to(item, None)
+
+    def _make_item(self, data: bytes, sockaddr: Any, connected: bool) -> Any:
+        return data
+
+    def _pending_item(self, item: Any) -> tuple[bytes, Any]:
+        return item, self._sock.getpeername()
+
+
+def _evolve_reuse_port(config: NetConfig | None, reuse_port: bool | None) -> NetConfig:
+    import attrs
+
+    base = config if config is not None else NetConfig()
+    if reuse_port is None or reuse_port == base.reuse_port:
+        return base
+    return attrs.evolve(base, reuse_port=reuse_port)
+
+
+async def create_udp_socket(
+    config: NetConfig | None = None,
+    *,
+    family: socket.AddressFamily = socket.AF_UNSPEC,
+    local_host: IPAddressType | None = None,
+    local_port: int = 0,
+    reuse_port: bool | None = None,
+    batch_engine: EngineChoice = "auto",
+) -> HorizonUDPSocket:
+    """Open a UDP socket with every ``config`` option applied before bind; anyio's UDPSocket.
+
+    Like :func:`anyio.create_udp_socket`, with the config first. ``local_host`` None binds the
+    wildcard of ``family`` (IPv4 unless AF_INET6) on ``local_port``. ``reuse_port`` (None: the
+    config's) overrides ``config.reuse_port``. An option the config explicitly requires and the
+    kernel refuses raises :class:`~horizon_core.errors.OptionError`; the full report is
+    ``udp.options`` / ``udp.extra(HorizonAttribute.options)``.
+
+    Example::
+
+        udp = await create_udp_socket(NetConfig(recv_buf=4 * MiB), local_host="::1", local_port=0)
+        print(udp.options["recv_buf"].status, udp.local_address)
+    """
+    cfg = _evolve_reuse_port(config, reuse_port)
+    if local_host is not None:
+        local = (await resolve(local_host, local_port, socket.SOCK_DGRAM, family=family, passive=True))[0]
+    else:
+        local = wildcard(family, local_port)
+        await anyio.lowlevel.checkpoint()
+    sock, report = open_udp(local, cfg)
+    try:
+        engine = _pick_engine(batch_engine, sock, report, cfg)
+    except BaseException:
+        sock.close()
+        raise
+    return HorizonUDPSocket(sock, report, cfg, engine)
+
+
+async def create_connected_udp_socket(
+    config: NetConfig | None,
+    remote_host: IPAddressType,
+    remote_port: int,
+    *,
+    family: socket.AddressFamily = socket.AF_UNSPEC,
+    local_host: IPAddressType | None = None,
+    local_port: int = 0,
+    reuse_port: bool | None = None,
+    batch_engine: EngineChoice = "auto",
+) -> HorizonConnectedUDPSocket:
+    """Open a UDP socket with ``config``'s options, bind it, connect it to the remote peer.
+
+    Like :func:`anyio.create_connected_udp_socket`, with the config first. The family follows
+    the first address ``remote_host`` resolves to (IP literals are not resolved).
+
+    Example::
+
+        async with await create_connected_udp_socket(None, "127.0.0.1", 5353) as udp:
+            await udp.send(b"query")
+    """
+    cfg = _evolve_reuse_port(config, reuse_port)
+    remote = (await resolve(remote_host, remote_port, socket.SOCK_DGRAM, family=family))[0]
+    remote_family = socket.AF_INET if remote.family == 4 else socket.AF_INET6
+    if local_host is not None:
+        local = (
+            await resolve(local_host, local_port, socket.SOCK_DGRAM, family=remote_family, passive=True)
+        )[0]
+    else:
+        local = wildcard(remote_family, local_port)
+    sock, report = open_udp(local, cfg)
+    try:
+        sock.connect(remote.to_sockaddr())
+        engine = _pick_engine(batch_engine, sock, report, cfg)
+    except BaseException:
+        sock.close()
+        raise
+    return HorizonConnectedUDPSocket(sock, report, cfg, engine)
