@@ -1,0 +1,133 @@
+"""Round-trip time summaries: percentiles and CDF points, from raw samples or from the load
+generator's percentiles.
+
+Percentiles of raw samples use the nearest-rank definition (the smallest sample with at least p%
+of samples at or below it), so every reported value is one that was actually measured.
+
+Example:
+    >>> summary = summarize_rtts([1000, 2000, 3000, 4000])
+    >>> summary.p50_us, summary.p99_us
+    (2.0, 4.0)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+import attrs
+
+__all__ = ["CDF_PROBABILITIES", "LatencySummary", "nearest_rank", "summarize_rtts"]
+
+#: Where the CDF of raw samples is sampled: every percent, plus the tail a latency plot is for.
+CDF_PROBABILITIES: tuple[float, ...] = tuple(
+    sorted({i / 100 for i in range(101)} | {0.995, 0.999, 0.9995, 0.9999})
+)
+
+
+@attrs.frozen
+class LatencySummary:
+    """Round-trip percentiles in microseconds, and ``cdf``: (probability, µs) points for plots.
+
+    Example:
+        >>> LatencySummary(3, 1.0, 2.0, 2.0, 1.5, ((0.0, 1.0), (1.0, 2.0))).p999_us
+        2.0
+    """
+
+    samples: int
+    p50_us: float
+    p99_us: float
+    p999_us: float
+    mean_us: float
+    cdf: tuple[tuple[float, float], ...]
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready fields (``cdf`` as a list of [probability, µs] pairs)."""
+        data = attrs.asdict(self)
+        data["cdf"] = [list(point) for point in self.cdf]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> LatencySummary:
+        """Inverse of :meth:`to_dict`.
+
+        Example:
+            >>> s = summarize_rtts([1000, 3000])
+            >>> LatencySummary.from_dict(s.to_dict()) == s
+            True
+        """
+        def number(key: str) -> float:
+            value = data[key]
+            if not isinstance(value, int | float):
+                raise ValueError(f"{key} must be a number, got {value!r}")
+            return float(value)
+
+        cdf = data["cdf"]
+        if not isinstance(cdf, list):
+            raise ValueError(f"cdf must be a list of [probability, us] pairs, got {cdf!r}")
+        return cls(
+            samples=int(number("samples")),
+            p50_us=number("p50_us"),
+            p99_us=number("p99_us"),
+            p999_us=number("p999_us"),
+            mean_us=number("mean_us"),
+            cdf=tuple((float(p), float(v)) for p, v in cdf),
+        )
+
+    @classmethod
+    def from_load_generator(cls, rtt_ns: Mapping[str, float]) -> LatencySummary | None:
+        """From ``run_udp_load``'s ``rtt_ns`` percentiles (None when it took no samples).
+
+        The generator returns min/p50/p90/p99/p999/max only, so the CDF has those six points.
+
+        Example:
+            >>> s = LatencySummary.from_load_generator({"samples": 9, "min": 1000, "p50": 2000,
+            ...     "p90": 3000, "p99": 4000, "p999": 5000, "max": 6000, "mean": 2500.0})
+            >>> s.p999_us, s.cdf[-1]
+            (5.0, (1.0, 6.0))
+        """
+        if not rtt_ns.get("samples"):
+            return None
+        points = (("min", 0.0), ("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999),
+                  ("max", 1.0))
+        return cls(
+            samples=int(rtt_ns["samples"]),
+            p50_us=rtt_ns["p50"] / 1000,
+            p99_us=rtt_ns["p99"] / 1000,
+            p999_us=rtt_ns["p999"] / 1000,
+            mean_us=rtt_ns["mean"] / 1000,
+            cdf=tuple((p, rtt_ns[key] / 1000) for key, p in points),
+        )
+
+
+def nearest_rank(ordered: list[int], fraction: float) -> int:
+    """The nearest-rank quantile of an ascending, non-empty list.
+
+    Example:
+        >>> nearest_rank([10, 20, 30], 0.5)
+        20
+    """
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def summarize_rtts(samples_ns: Iterable[int]) -> LatencySummary | None:
+    """Summarize round-trip samples given in nanoseconds; None when there are none.
+
+    Example:
+        >>> summarize_rtts([]) is None
+        True
+        >>> summarize_rtts([5000]).cdf[-1]
+        (1.0, 5.0)
+    """
+    ordered = sorted(samples_ns)
+    if not ordered:
+        return None
+    return LatencySummary(
+        samples=len(ordered),
+        p50_us=nearest_rank(ordered, 0.50) / 1000,
+        p99_us=nearest_rank(ordered, 0.99) / 1000,
+        p999_us=nearest_rank(ordered, 0.999) / 1000,
+        mean_us=sum(ordered) / len(ordered) / 1000,
+        cdf=tuple((p, nearest_rank(ordered, p) / 1000) for p in CDF_PROBABILITIES),
+    )

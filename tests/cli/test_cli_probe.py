@@ -1,0 +1,58 @@
+"""``horizon probe``: the report parsed from --json, and the text form."""
+
+from __future__ import annotations
+
+import errno
+import json
+from pathlib import Path
+
+from cli_helpers import run_horizon
+
+from horizon_drivers.cli.probe import io_uring_status
+
+
+def test_probe_json_reports_every_socket_option_and_the_host(tmp_path: Path) -> None:
+    config = tmp_path / "net.toml"
+    config.write_text('preset = "low_latency"\nrecv_buf = "512KiB"\n')
+    result = run_horizon("probe", "--json", "--config", str(config), timeout=60)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+
+    assert data["config"]["recv_buf"] == 512 * 1024
+    opened = [s for s in data["sockets"] if s["error"] is None]
+    assert {(s["family"], s["kind"]) for s in opened} >= {
+        ("ipv4", "udp"), ("ipv4", "tcp_listener"), ("ipv4", "tcp_stream"),
+    }
+    udp4 = next(s for s in opened if (s["family"], s["kind"]) == ("ipv4", "udp"))
+    recv_buf = next(o for o in udp4["options"] if o["field"] == "recv_buf")
+    assert recv_buf["requested"] == 512 * 1024
+    assert recv_buf["effective"] >= 512 * 1024 or recv_buf["status"] == "adjusted"
+    assert recv_buf["reason"]
+    assert recv_buf["necessity"] in ("required", "REQUIRED: opening fails")
+    for sock in opened:
+        for option in sock["options"]:
+            assert set(option) >= {"field", "name", "requested", "effective", "status", "reason"}
+
+    assert set(data["kernel"]) >= {"net.core.rmem_max", "net.core.wmem_max",
+                                   "net.core.somaxconn", "net.core.busy_poll",
+                                   "net.core.busy_read"}
+    assert data["cpus"]["usable"] >= 1
+    assert data["numa_nodes"]
+    assert isinstance(data["io_uring"]["available"], bool)
+    assert data["io_uring"]["detail"]
+    assert {d["name"] for d in data["drivers"]} >= {"native", "portable", "aio", "sim", "iocp"}
+
+
+def test_probe_text_form() -> None:
+    result = run_horizon("probe", timeout=60)
+    assert result.returncode == 0, result.stderr
+    for heading in ("ipv4 udp", "kernel limits", "CPUs:", "NUMA:", "io_uring:", "drivers:"):
+        assert heading in result.stdout
+
+
+def test_io_uring_answers_are_explained() -> None:
+    assert io_uring_status(syscall=lambda: errno.EFAULT).available
+    blocked = io_uring_status(syscall=lambda: errno.EPERM)
+    assert not blocked.available
+    assert "EPERM" in blocked.detail
+    assert not io_uring_status(syscall=lambda: errno.ENOSYS).available
