@@ -1,0 +1,426 @@
+"""The portable UDP socket: the sync contract on the standard library's ``socket`` module.
+
+Rules this module obeys:
+
+* ``recv_batch`` fills a :class:`~horizon_core.buffers.Batch` in place: ``begin_receive`` posts the
+  run, one receive call per datagram writes straight into the slot and the pool's metadata arrays,
+  and ``commit_receive`` runs in a ``finally`` so no slot is ever left POSTED.
+* A datagram longer than its slot is flagged truncated with its true length, never cut silently
+  (the stdlib's ``recvfrom_into`` cuts silently). How the true length is learnt, per platform
+  (:data:`TRUNCATION_MODE`):
+
+  - ``"msg_trunc"`` (Linux): ``recvmsg_into(..., MSG_TRUNC)``; with MSG_TRUNC among the *input*
+    flags the kernel returns the datagram's real length (udp(7)), and the slot keeps the prefix.
+  - ``"bounce"`` (everywhere else: macOS and the BSDs, which do not return the real length, and
+    Windows, where ``recvfrom_into`` into a short buffer raises WSAEMSGSIZE and Python drops the
+    length and the sender): slots of 64 KiB or more receive directly; smaller slots receive into one
+    64 KiB buffer per socket (no UDP datagram is larger) and the prefix is copied into the slot.
+    Correct everywhere at the cost of one copy per datagram.
+* An error after some datagrams were received is kept and raised by the next receive call, as
+  recvmmsg does: the datagrams already taken are returned, not lost.
+* ``send_batch`` is a loop of ``sendto``: it stops at the first ``BlockingIOError`` and returns how
+  many went; only a call that sent nothing raises (BlockingIOError or the error of the first send).
+* Would-block is the builtin ``BlockingIOError``; any operation on a closed socket raises
+  :class:`~horizon_core.errors.SocketClosedError`.
+* Counters are updated once per call, never per datagram.
+
+Example:
+    >>> from horizon_core import BufferPool, Interest
+    >>> from horizon_drivers import portable
+    >>> a, b, rt = portable.bind_udp("[::1]:0"), portable.bind_udp("[::1]:0"), portable.runtime()
+    >>> _ = rt.register(b, Interest.READABLE)
+    >>> a.send_to(b"ping", b.local_address), len(rt.poll_once(1.0))
+    (4, 1)
+    >>> batch = BufferPool(8, 2048).batch(8)
+    >>> b.recv_batch(batch), bytes(batch.payload(0)), batch.address(0) == a.local_address
+    (1, b'ping', True)
+    >>> for thing in (a, b, rt):
+    ...     thing.close()
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import socket
+import sys
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any, Final, Literal, Self
+
+from horizon_core.addresses import PACKED_ADDRESS_SIZE, SocketAddress, as_socket_address
+from horizon_core.buffers import Batch
+from horizon_core.contract import AddressLike, BytesLike, Datagrams, WritableBuffer
+from horizon_core.errors import SocketClosedError
+from horizon_core.options import Level, OptionReport, OptionStatus
+from horizon_core.stats import Stats, StatsSnapshot
+from horizon_drivers.sockopts import option_number
+
+__all__ = ["TRUNCATION_MODE", "TruncationMode", "UdpSocket"]
+
+TruncationMode = Literal["msg_trunc", "bounce"]
+
+#: How this platform learns a truncated datagram's true length (see the module docstring).
+TRUNCATION_MODE: Final[TruncationMode] = (
+    "msg_trunc"
+    if sys.platform.startswith("linux") and hasattr(socket.socket, "recvmsg_into")
+    else "bounce"
+)
+
+# No UDP payload is longer than 65535 - 8 bytes, so a buffer of 64 KiB never truncates.
+_BOUNCE_SIZE: Final = 65536
+_MSG_TRUNC: Final = getattr(socket, "MSG_TRUNC", 0)
+# Linux: SO_RXQ_OVFL (socket(7)) and UDP_GRO (udp(7)) ancillary messages carry one native int.
+_RXQ_OVFL: Final = option_number(Level.SOCKET, "SO_RXQ_OVFL")
+_GRO: Final = option_number(Level.UDP, "UDP_GRO")
+_CMSG_INT_SPACE: Final = socket.CMSG_SPACE(4) if hasattr(socket, "CMSG_SPACE") else 0
+# Sender addresses are packed once and reused: datagrams usually come from a few peers.
+_ADDRESS_CACHE_LIMIT: Final = 1024
+
+
+def _switched_on(report: OptionReport, name: str) -> bool:
+    """True when the report shows boolean option ``name`` set to 1 (not merely set, perhaps to 0)."""
+    if name not in report:
+        return False
+    outcome = report[name]
+    value = outcome.effective if outcome.effective is not None else outcome.requested
+    return outcome.status in (OptionStatus.APPLIED, OptionStatus.ADJUSTED) and bool(value)
+
+
+class UdpSocket:
+    """A nonblocking UDP socket with batch receive and send (``selectors``/``socket`` based).
+
+    Build one with :func:`horizon_drivers.portable.bind_udp` or ``bind_udp_dual_stack``.
+
+    Example:
+        >>> from horizon_drivers import portable
+        >>> with portable.bind_udp("127.0.0.1:0") as sock:
+        ...     sock.local_address.port > 0
+        True
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        options: OptionReport,
+        *,
+        truncation_mode: TruncationMode = TRUNCATION_MODE,
+    ) -> None:
+        if sock.type != socket.SOCK_DGRAM:
+            raise ValueError(f"expected a SOCK_DGRAM socket, got {sock!r}")
+        if truncation_mode not in ("msg_trunc", "bounce"):
+            raise ValueError(f"truncation_mode must be 'msg_trunc' or 'bounce', got {truncation_mode!r}")
+        sock.setblocking(False)
+        self._sock: socket.socket | None = sock
+        self._family = 6 if sock.family == socket.AF_INET6 else 4
+        self._options = options
+        self._local = SocketAddress.from_sockaddr(sock.getsockname())
+        self._stats = Stats()
+        self._pending: OSError | None = None
+        self._mode: TruncationMode = truncation_mode
+        self._bounce = memoryview(bytearray(_BOUNCE_SIZE)) if truncation_mode == "bounce" else None
+        self._packed: dict[object, bytes] = {}
+        self._rxq_ovfl = _RXQ_OVFL is not None and _switched_on(options, "SO_RXQ_OVFL")
+        self._gro = _GRO is not None and _switched_on(options, "UDP_GRO")
+        self._ancillary = _CMSG_INT_SPACE * (self._rxq_ovfl + self._gro)
+        if self._rxq_ovfl:
+            # socket(7): the kernel attaches the SO_RXQ_OVFL message only once the count is
+            # non-zero, so "no message yet" means no drop yet.
+            self._stats.kernel_drops = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` ran."""
+        return self._sock is None
+
+    def close(self) -> None:
+        """Close the socket. Idempotent."""
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _live(self, operation: str) -> socket.socket:
+        sock = self._sock
+        if sock is None:
+            raise SocketClosedError("UDP socket", operation)
+        return sock
+
+    def fileno(self) -> int:
+        """The OS descriptor, or -1 once closed (as the stdlib socket and the native driver)."""
+        return -1 if self._sock is None else self._sock.fileno()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._sock is None else str(self._local)
+        return f"<portable.UdpSocket {state}>"
+
+    # -- properties -------------------------------------------------------------------------
+
+    @property
+    def options(self) -> OptionReport:
+        """What the config asked for and what the kernel did with it."""
+        return self._options
+
+    @property
+    def local_address(self) -> SocketAddress:
+        """The bound address (with the port the kernel chose for port 0)."""
+        return self._local
+
+    @property
+    def stats(self) -> StatsSnapshot:
+        """Counters and batch-size histograms since the socket opened."""
+        return self._stats.snapshot()
+
+    # -- addresses ---------------------------------------------------------------------------
+
+    def _sockaddr(self, address: AddressLike) -> tuple[str, int] | tuple[str, int, int, int]:
+        target = as_socket_address(address)
+        # A dual-stack (IPv6) socket reaches IPv4 peers through their v4-mapped form; an IPv4
+        # socket given a v4-mapped address means the plain IPv4 peer.
+        if self._family == 6:
+            target = target.to_v4_mapped()
+        elif target.is_v4_mapped:
+            target = target.unmapped()
+        return target.to_sockaddr()
+
+    def _pack(self, raw: Any) -> bytes:
+        packed = self._packed.get(raw)
+        if packed is None:
+            buf = bytearray(PACKED_ADDRESS_SIZE)
+            SocketAddress.from_sockaddr(raw).pack_into(buf, 0)
+            if len(self._packed) >= _ADDRESS_CACHE_LIMIT:
+                self._packed.clear()
+            packed = self._packed[raw] = bytes(buf)
+        return packed
+
+    # -- batch receive ----------------------------------------------------------------------
+
+    def recv_batch(self, batch: Batch) -> int:
+        """Receive up to ``batch.capacity`` datagrams; return how many.
+
+        The batch must be empty. BlockingIOError when nothing is waiting. Truncated datagrams are
+        flagged with their true length.
+        """
+        sock = self._live("recv_batch")
+        stats = self._stats
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            stats.errors += 1
+            raise pending
+        first, count = batch.begin_receive()
+        filled = nbytes = ntrunc = 0
+        error: OSError | None = None
+        try:
+            if self._mode == "msg_trunc":
+                filled, nbytes, ntrunc, error = self._receive_msg_trunc(sock, batch, first, count)
+            else:
+                filled, nbytes, ntrunc, error = self._receive_bounce(sock, batch, first, count)
+        finally:
+            batch.commit_receive(filled)
+        stats.record_receive(filled, nbytes, ntrunc)
+        if filled:
+            self._pending = error
+            return filled
+        if error is not None:
+            stats.errors += 1
+            raise error
+        stats.would_block += 1
+        raise BlockingIOError(errno.EAGAIN, "no datagram is waiting")
+
+    def _receive_msg_trunc(
+        self, sock: socket.socket, batch: Batch, first: int, count: int
+    ) -> tuple[int, int, int, OSError | None]:
+        pool = batch.pool
+        memory, size = pool.memory, pool.slot_size
+        lengths, originals, truncated = pool.lengths, pool.original_lengths, pool.truncated
+        segments, addresses = pool.segment_sizes, pool.addresses
+        recvmsg_into, ancillary = sock.recvmsg_into, self._ancillary
+        packed_cache = self._packed
+        nbytes = ntrunc = 0
+        slot, end = first, first + count
+        while slot < end:
+            offset = slot * size
+            try:
+                # MSG_TRUNC as an *input* flag: the kernel returns the real datagram length.
+                n, cmsgs, _, raw = recvmsg_into(
+                    (memory[offset : offset + size],), ancillary, _MSG_TRUNC
+                )
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                return slot - first, nbytes, ntrunc, exc
+            length = n if n < size else size
+            lengths[slot] = length
+            originals[slot] = n
+            truncated[slot] = n > length
+            segments[slot] = self._read_cmsgs(cmsgs) if cmsgs else 0
+            packed = packed_cache.get(raw) or self._pack(raw)
+            offset = slot * PACKED_ADDRESS_SIZE
+            addresses[offset : offset + PACKED_ADDRESS_SIZE] = packed
+            nbytes += length
+            ntrunc += n > length
+            slot += 1
+        return slot - first, nbytes, ntrunc, None
+
+    def _read_cmsgs(self, cmsgs: list[tuple[int, int, bytes]]) -> int:
+        segment = 0
+        for level, kind, data in cmsgs:
+            if (level, kind) == _RXQ_OVFL:
+                self._stats.kernel_drops = int.from_bytes(data[:4], sys.byteorder)
+            elif (level, kind) == _GRO:
+                segment = int.from_bytes(data[:4], sys.byteorder)
+        return segment
+
+    def _receive_bounce(
+        self, sock: socket.socket, batch: Batch, first: int, count: int
+    ) -> tuple[int, int, int, OSError | None]:
+        pool = batch.pool
+        memory, size = pool.memory, pool.slot_size
+        lengths, originals, truncated = pool.lengths, pool.original_lengths, pool.truncated
+        segments, addresses = pool.segment_sizes, pool.addresses
+        bounce = self._bounce
+        assert bounce is not None
+        direct = size >= _BOUNCE_SIZE
+        nbytes = ntrunc = 0
+        slot, end = first, first + count
+        while slot < end:
+            offset = slot * size
+            try:
+                if direct:
+                    n, raw = sock.recvfrom_into(memory[offset : offset + size])
+                else:
+                    n, raw = sock.recvfrom_into(bounce)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                return slot - first, nbytes, ntrunc, exc
+            length = n if n < size else size
+            if not direct:
+                memory[offset : offset + length] = bounce[:length]
+            lengths[slot] = length
+            originals[slot] = n
+            truncated[slot] = n > length
+            segments[slot] = 0
+            offset = slot * PACKED_ADDRESS_SIZE
+            addresses[offset : offset + PACKED_ADDRESS_SIZE] = self._pack(raw)
+            nbytes += length
+            ntrunc += n > length
+            slot += 1
+        return slot - first, nbytes, ntrunc, None
+
+    # -- batch send ---------------------------------------------------------------------------
+
+    def send_batch(self, datagrams: Datagrams, start: int = 0) -> int:
+        """Send datagrams ``start..``; return how many went (a partial send is not an error).
+
+        Only a call that sent nothing raises: BlockingIOError, or the first send's error.
+        Datagrams of a Batch without an address go to the connected peer.
+        """
+        sock = self._live("send_batch")
+        if type(start) is not int or start < 0:
+            raise ValueError(f"start must be an int >= 0, got {start!r}")
+        pairs: Iterable[tuple[BytesLike, AddressLike | None]]
+        if isinstance(datagrams, Batch):
+            pairs = [(datagrams.payload(i), datagrams.address(i)) for i in range(start, len(datagrams))]
+        else:
+            pairs = list(itertools.islice(datagrams, start, None))
+        requested = len(pairs)
+        sent = nbytes = 0
+        error: OSError | None = None
+        for payload, address in pairs:
+            try:
+                if address is None:
+                    nbytes += sock.send(payload)
+                else:
+                    nbytes += sock.sendto(payload, self._sockaddr(address))
+            except OSError as exc:
+                error = exc
+                break
+            sent += 1
+        stats = self._stats
+        stats.record_send(requested, sent, nbytes)
+        if sent or error is None:
+            return sent
+        if isinstance(error, BlockingIOError):
+            stats.would_block += 1
+        else:
+            stats.errors += 1
+        raise error
+
+    # -- single datagrams ---------------------------------------------------------------------
+
+    def send_to(self, data: BytesLike, address: AddressLike) -> int:
+        """Send one datagram to ``address``; return its length."""
+        sock = self._live("send_to")
+        return self._count_send(lambda: sock.sendto(data, self._sockaddr(address)))
+
+    def send(self, data: BytesLike) -> int:
+        """Send one datagram to the connected peer."""
+        sock = self._live("send")
+        return self._count_send(lambda: sock.send(data))
+
+    def _count_send(self, call: Callable[[], int]) -> int:
+        stats = self._stats
+        try:
+            n = call()
+        except BlockingIOError:
+            stats.record_send(1, 0, 0)
+            stats.would_block += 1
+            raise
+        except OSError:
+            stats.record_send(1, 0, 0)
+            stats.errors += 1
+            raise
+        stats.record_send(1, 1, n)
+        return n
+
+    def recv_from(self, buffer: WritableBuffer) -> tuple[int, SocketAddress]:
+        """Receive one datagram into ``buffer``; return (bytes stored, sender).
+
+        A datagram longer than ``buffer`` is cut to fit (use ``recv_batch`` to learn truncation).
+        """
+        sock = self._live("recv_from")
+        n, raw = self._count_receive(lambda: sock.recvfrom_into(buffer))
+        return n, SocketAddress.from_sockaddr(raw)
+
+    def recv_into(self, buffer: WritableBuffer) -> int:
+        """Receive one datagram from the connected peer into ``buffer``; return bytes stored."""
+        sock = self._live("recv_into")
+        n, _ = self._count_receive(lambda: (sock.recv_into(buffer), ()))
+        return n
+
+    def _count_receive(self, call: Callable[[], tuple[int, Any]]) -> tuple[int, Any]:
+        stats = self._stats
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            stats.errors += 1
+            raise pending
+        try:
+            n, raw = call()
+        except BlockingIOError:
+            stats.record_receive(0, 0)
+            stats.would_block += 1
+            raise
+        except OSError:
+            stats.errors += 1
+            raise
+        stats.record_receive(1, n)
+        return n, raw
+
+    def connect(self, address: AddressLike) -> None:
+        """Fix the peer: ``send``/``recv_into`` then use it, and ICMP errors are reported."""
+        sock = self._live("connect")
+        sock.connect(self._sockaddr(address))
+
