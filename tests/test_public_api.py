@@ -40,9 +40,9 @@ def test_every_export_imports_and_is_documented(module_name: str) -> None:
     module = importlib.import_module(module_name)
     undocumented = []
     for name, obj in _exports(module):
-        if inspect.isclass(obj) or inspect.isfunction(obj) or isinstance(obj, ModuleType):
-            if not (inspect.getdoc(obj) or "").strip():
-                undocumented.append(name)
+        is_api = inspect.isclass(obj) or inspect.isfunction(obj) or isinstance(obj, ModuleType)
+        if is_api and not (inspect.getdoc(obj) or "").strip():
+            undocumented.append(name)
     assert undocumented == [], f"undocumented exports of {module_name}: {undocumented}"
 
 

@@ -123,8 +123,8 @@ class SimRuntime:
             raise ValueError(f"{source!r} belongs to another SimNetwork")
         interest = _check_interest(interest)
         if source.closed:
-            # As the portable driver: a closed socket has no descriptor to watch.
-            raise ValueError(f"{source!r} is closed")
+            # As native and portable: a closed socket has no descriptor to watch.
+            raise SocketClosedError("socket", "register")
         for token, reg in self._slab.items():
             if reg.source is source:
                 raise ValueError(

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_helpers import run_horizon
 
 from horizon_drivers.cli.bench_child import load_generator_status
 from horizon_drivers.cli.bench_runner import Placement, measure
 from horizon_drivers.cli.echo import default_driver
+from tests.cli.cli_helpers import run_horizon
 
 
 def _positive(value: Any) -> bool:

@@ -8,10 +8,10 @@ import signal
 import socket
 
 import pytest
-from cli_helpers import Server, echo_server
 
 from horizon_drivers.cli.echo import served_drivers
 from horizon_drivers.tuning import usable_cpu_count
+from tests.cli.cli_helpers import Server, echo_server
 
 BANNER = re.compile(r"serving udp (?P<udp>\S+), tcp (?P<tcp>\S+) with the (?P<driver>\w+) driver")
 

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli_helpers import run_horizon
 
 from horizon_drivers.cli.echo import served_drivers
 from horizon_drivers.tuning import usable_cpu_count
+from tests.cli.cli_helpers import run_horizon
 
 
 def _one_line_failure(*args: str) -> str:

@@ -6,9 +6,8 @@ import errno
 import json
 from pathlib import Path
 
-from cli_helpers import run_horizon
-
 from horizon_drivers.cli.probe import io_uring_status
+from tests.cli.cli_helpers import run_horizon
 
 
 def test_probe_json_reports_every_socket_option_and_the_host(tmp_path: Path) -> None:

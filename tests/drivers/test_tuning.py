@@ -19,7 +19,7 @@ def test_cpu_list_round_trips_through_kernel_format(cpus: set[int]) -> None:
     ordered = sorted(cpus)
     runs: list[str] = []
     start = prev = ordered[0]
-    for cpu in ordered[1:] + [-1]:
+    for cpu in [*ordered[1:], -1]:
         if cpu == prev + 1:
             prev = cpu
             continue

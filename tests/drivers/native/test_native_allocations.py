@@ -6,7 +6,7 @@ import gc
 import sys
 from contextlib import ExitStack
 
-from native_helpers import WAIT  # first: it skips this module off Linux
+from tests.drivers.native.native_helpers import WAIT  # first: it skips this module off Linux
 
 # isort: split
 from horizon_core.buffers import Batch, BufferPool

@@ -6,7 +6,8 @@ import doctest
 from types import ModuleType
 
 import pytest
-from native_helpers import WAIT  # first: it skips this module off Linux
+
+from tests.drivers.native.native_helpers import WAIT  # first: it skips this module off Linux
 
 # isort: split
 from horizon_drivers import native

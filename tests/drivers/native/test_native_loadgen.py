@@ -7,7 +7,8 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from native_helpers import LOOPBACKS, bracket  # first: it skips this module off Linux
+
+from tests.drivers.native.native_helpers import LOOPBACKS, bracket  # first: it skips this module off Linux
 
 # isort: split
 from horizon_drivers.native._linux_loadgen import MAX_WINDOW, run_udp_load

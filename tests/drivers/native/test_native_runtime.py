@@ -12,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-from native_helpers import WAIT, wait_readable  # first: it skips this module off Linux
+
+from tests.drivers.native.native_helpers import WAIT, wait_readable  # first: it skips this module off Linux
 
 # isort: split
 from horizon_core.buffers import BufferPool

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from native_helpers import (  # first: it skips this module off Linux
+
+from tests.drivers.native.native_helpers import (  # first: it skips this module off Linux
     LOOPBACKS,
     WAIT,
     bracket,

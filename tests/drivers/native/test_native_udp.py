@@ -12,7 +12,8 @@ from contextlib import ExitStack
 
 import attrs
 import pytest
-from native_helpers import (  # first: it skips this module off Linux
+
+from tests.drivers.native.native_helpers import (  # first: it skips this module off Linux
     LOOPBACKS,
     WAIT,
     bracket,

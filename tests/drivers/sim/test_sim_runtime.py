@@ -196,7 +196,7 @@ def test_registration_errors() -> None:
     with pytest.raises(ValueError):
         rt.register(b, Interest(0))
     b.close()
-    with pytest.raises(ValueError, match="closed"):
+    with pytest.raises(SocketClosedError, match="closed"):
         rt.register(b, Interest.READABLE)
     other = SimNetwork().add_host().bind_udp("127.0.0.1:0")
     with pytest.raises(ValueError, match="another SimNetwork"):
