@@ -140,8 +140,8 @@ class Ledger:
     tcp_refused: int = 0
     tcp_resets: int = 0
 
-    _live: dict[int, _Record] = attrs.field(factory=dict, alias="_live")
-    _next_id: int = attrs.field(default=1, alias="_next_id")
+    _live: dict[int, _Record] = attrs.field(factory=dict, alias="_live", repr=False)
+    _next_id: int = attrs.field(default=1, alias="_next_id", repr=False)
 
     @property
     def datagrams_dropped(self) -> int:
