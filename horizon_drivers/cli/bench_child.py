@@ -5,8 +5,11 @@ it is given, does its one job and talks to the parent in JSON lines on stdout:
 
 * ``serve`` prints ``{"ready": "127.0.0.1:PORT"}`` once bound, serves until SIGTERM, and for a
   Horizon driver prints ``{"totals": {...}}`` (the server's own counts) on the way out;
-* ``load`` prints ``{"result": {...}}``: UDP from the native C load generator (a windowed
-  throughput run, then a window-1 round-trip run), TCP from :mod:`~horizon_drivers.cli.tcp_load`;
+* ``load`` prints ``{"result": {...}}`` from the native C load generator: UDP a windowed
+  throughput run, then a window-1 round-trip run; TCP a streaming throughput run, then a
+  ping-pong round-trip run. Round trips carry the whole CDF (``CDF_PROBABILITIES``). Where the
+  native generator is unavailable, TCP falls back to the Python client in
+  :mod:`~horizon_drivers.cli.tcp_load` (the result's ``load_generator`` says which ran);
 * either prints ``{"error": "one line"}`` and exits 2 when it cannot do its job.
 
 Keeping server and load generator in separate processes, pinned to different CPUs, is what
@@ -29,16 +32,22 @@ from horizon_core.addresses import SocketAddress
 from horizon_core.config import NetConfig
 from horizon_drivers.cli.echo_service import Bound, StopFlag, serve_echo, stop_on_signals
 from horizon_drivers.cli.failures import EXIT_FAILURE, explain
-from horizon_drivers.cli.latency import LatencySummary, summarize_rtts
+from horizon_drivers.cli.latency import CDF_PROBABILITIES, LatencySummary, summarize_rtts
 from horizon_drivers.cli.peers import PEER_NAMES, serve_peer
-from horizon_drivers.cli.tcp_load import measure_tcp_rtts, measure_tcp_throughput
+from horizon_drivers.cli.tcp_load import TCP_CHUNK, measure_tcp_rtts, measure_tcp_throughput
 from horizon_drivers.tuning import pin_to_cpu
 
-__all__ = ["load_generator_status", "main"]
+__all__ = ["PYTHON_FALLBACK", "load_generator_status", "main"]
+
+#: The ``load_generator`` a TCP result names when the Python client measured it.
+PYTHON_FALLBACK = "python"
+# Bounds a TCP connect, each wait for an echo and the final drain in the native generator; two of
+# them fit in bench_runner.LOAD_GRACE with the runs' durations.
+_TCP_TIMEOUT = 4.0
 
 
 def load_generator_status() -> tuple[bool, str]:
-    """Whether the native UDP load generator imports here, and why not.
+    """Whether the native load generator imports here, and why not.
 
     Example:
         >>> ok, reason = load_generator_status()
@@ -48,7 +57,7 @@ def load_generator_status() -> tuple[bool, str]:
     try:
         from horizon_drivers.native import _linux_loadgen  # noqa: F401
     except ImportError as exc:
-        return False, f"the native UDP load generator is unavailable ({exc})"
+        return False, f"the native load generator is unavailable ({exc})"
     return True, ""
 
 
@@ -90,7 +99,8 @@ def _load(args: argparse.Namespace) -> None:
     if args.protocol == "udp":
         from horizon_drivers.native._linux_loadgen import run_udp_load
 
-        common = {"payload_size": args.size, "warmup": args.warmup, "sample_rtt": True}
+        common = {"payload_size": args.size, "warmup": args.warmup, "sample_rtt": True,
+                  "quantiles": CDF_PROBABILITIES}
         rate = run_udp_load(target, duration=args.duration, window=args.window, **common)
         # One datagram in flight, the client spinning: the round trip without queueing.
         single = run_udp_load(target, duration=args.duration, window=1, busy_wait=True, **common)
@@ -102,16 +112,46 @@ def _load(args: argparse.Namespace) -> None:
             "seconds": rate["seconds"],
             "rtt_loaded": _summary(LatencySummary.from_load_generator(rate.get("rtt_ns", {}))),
             "rtt": _summary(LatencySummary.from_load_generator(single.get("rtt_ns", {}))),
+            "load_generator": "native",
         })
         return
+    native, reason = load_generator_status()
+    _emit(result=_native_tcp(target, args) if native else _python_tcp(target, args, reason))
+
+
+def _native_tcp(target: SocketAddress, args: argparse.Namespace) -> dict[str, object]:
+    from horizon_drivers.native._linux_loadgen import run_tcp_rtt, run_tcp_throughput
+
+    bulk = run_tcp_throughput(target, duration=args.duration, warmup=args.warmup,
+                              connections=args.connections, size=TCP_CHUNK, timeout=_TCP_TIMEOUT)
+    # One message in flight, the client spinning, as for UDP's window-1 round trips.
+    ping = run_tcp_rtt(target, duration=args.duration, warmup=args.warmup, size=args.size,
+                       busy_wait=True, timeout=_TCP_TIMEOUT, quantiles=CDF_PROBABILITIES)
+    return {
+        "bytes_per_s": bulk["bytes_per_s"],
+        "bytes": bulk["bytes"],
+        "seconds": bulk["seconds"],
+        "connections": bulk["connections"],
+        "drained": bulk["drained"],
+        "round_trips_per_s": ping["rate"],
+        "rtt": _summary(LatencySummary.from_load_generator(ping["rtt_ns"])),
+        "load_generator": "native",
+    }
+
+
+def _python_tcp(target: SocketAddress, args: argparse.Namespace, reason: str) -> dict[str, object]:
+    # The fallback: one connection, no warm-up; slower than the native generator.
     throughput = measure_tcp_throughput(target, args.duration)
     rtts = measure_tcp_rtts(target, args.duration, args.size)
-    _emit(result={
+    return {
         "bytes_per_s": throughput.bytes_per_s,
         "bytes": throughput.bytes_echoed,
         "seconds": throughput.seconds,
+        "connections": 1,
         "rtt": _summary(summarize_rtts(rtts)),
-    })
+        "load_generator": PYTHON_FALLBACK,
+        "load_generator_note": f"TCP measured by the Python client: {reason}",
+    }
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -129,6 +169,7 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("--warmup", type=float, default=0.2)
     load.add_argument("--size", type=int, required=True)
     load.add_argument("--window", type=int, required=True)
+    load.add_argument("--connections", type=int, default=1)
     return parser
 
 

@@ -38,14 +38,14 @@ def draw(report: BenchReport, path: Path) -> None:
             xs = [value for _, value in rtt.cdf]
             ys = [probability for probability, _ in rtt.cdf]
             if len(xs) < 10:
-                # The load generator's few percentiles: join the points, steps would mislead.
+                # Only a few percentiles (an old report): join the points, steps would mislead.
                 cdf_axes.plot(xs, ys, marker="o", markersize=3, label=contender.name)
             else:
                 cdf_axes.step(xs, ys, where="post", label=contender.name)
         cdf_axes.set_xscale("log")
         cdf_axes.set_xlabel("round trip (µs, log scale)")
         cdf_axes.set_ylabel("fraction of round trips")
-        note = "window 1; load generator percentiles" if protocol == "udp" else "ping-pong"
+        note = "window 1" if protocol == "udp" else "ping-pong"
         cdf_axes.set_title(f"{protocol.upper()} echo round trip CDF ({note})")
         cdf_axes.grid(True, which="both", alpha=0.3)
         if cdf_axes.lines:

@@ -158,6 +158,7 @@ def measure(
     warmup: float,
     size: int,
     window: int,
+    connections: int = 1,
 ) -> Measurement:
     """Start ``contender``'s ``protocol`` echo server, run the load against it, stop both."""
     env = _env()
@@ -177,7 +178,7 @@ def measure(
             load = subprocess.Popen(
                 [*_CHILD, *placement.args("load"), "load", protocol, str(ready["ready"]),
                  "--duration", str(duration), "--warmup", str(warmup), "--size", str(size),
-                 "--window", str(window)],
+                 "--window", str(window), "--connections", str(connections)],
                 stdout=subprocess.PIPE, stderr=load_err, stdin=subprocess.DEVNULL,
                 text=True, env=env, start_new_session=True,
             )

@@ -1,8 +1,9 @@
 """Round-trip time summaries: percentiles and CDF points, from raw samples or from the load
-generator's percentiles.
+generator's percentiles and quantiles.
 
 Percentiles of raw samples use the nearest-rank definition (the smallest sample with at least p%
-of samples at or below it), so every reported value is one that was actually measured.
+of samples at or below it), so every reported value is one that was actually measured; the native
+load generator computes its percentiles and quantiles the same way.
 
 Example:
     >>> summary = summarize_rtts([1000, 2000, 3000, 4000])
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import attrs
 
@@ -75,28 +77,39 @@ class LatencySummary:
         )
 
     @classmethod
-    def from_load_generator(cls, rtt_ns: Mapping[str, float]) -> LatencySummary | None:
-        """From ``run_udp_load``'s ``rtt_ns`` percentiles (None when it took no samples).
+    def from_load_generator(cls, rtt_ns: Mapping[str, Any]) -> LatencySummary | None:
+        """From the native load generator's ``rtt_ns`` percentiles (None when it took no samples).
 
-        The generator returns min/p50/p90/p99/p999/max only, so the CDF has those six points.
+        The CDF is the generator's ``quantiles`` (``(fraction, ns)`` pairs, asked for with
+        ``quantiles=CDF_PROBABILITIES``) when it has them, else its min/p50/p90/p99/p999/max.
 
         Example:
             >>> s = LatencySummary.from_load_generator({"samples": 9, "min": 1000, "p50": 2000,
             ...     "p90": 3000, "p99": 4000, "p999": 5000, "max": 6000, "mean": 2500.0})
             >>> s.p999_us, s.cdf[-1]
             (5.0, (1.0, 6.0))
+            >>> s = LatencySummary.from_load_generator({"samples": 9, "min": 1000, "p50": 2000,
+            ...     "p90": 3000, "p99": 4000, "p999": 5000, "max": 6000, "mean": 2500.0,
+            ...     "quantiles": [(0.0, 1000), (0.25, 1500), (0.5, 2000), (1.0, 6000)]})
+            >>> s.cdf[1]
+            (0.25, 1.5)
         """
         if not rtt_ns.get("samples"):
             return None
-        points = (("min", 0.0), ("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999),
-                  ("max", 1.0))
+        quantiles = rtt_ns.get("quantiles")
+        if quantiles:
+            cdf = tuple(sorted((float(p), float(ns) / 1000) for p, ns in quantiles))
+        else:
+            points = (("min", 0.0), ("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999),
+                      ("max", 1.0))
+            cdf = tuple((p, float(rtt_ns[key]) / 1000) for key, p in points)
         return cls(
             samples=int(rtt_ns["samples"]),
-            p50_us=rtt_ns["p50"] / 1000,
-            p99_us=rtt_ns["p99"] / 1000,
-            p999_us=rtt_ns["p999"] / 1000,
-            mean_us=rtt_ns["mean"] / 1000,
-            cdf=tuple((p, rtt_ns[key] / 1000) for key, p in points),
+            p50_us=float(rtt_ns["p50"]) / 1000,
+            p99_us=float(rtt_ns["p99"]) / 1000,
+            p999_us=float(rtt_ns["p999"]) / 1000,
+            mean_us=float(rtt_ns["mean"]) / 1000,
+            cdf=cdf,
         )
 
 

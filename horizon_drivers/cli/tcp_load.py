@@ -1,9 +1,10 @@
-"""TCP echo load: bulk throughput and ping-pong round trips against one server.
+"""TCP echo load in Python: the fallback ``horizon bench`` uses when the native generator is missing.
 
-The UDP load comes from the native C generator; TCP is measured here because per-byte cost is
-the kernel's, not Python's: bulk sends move 64 KiB per call with the GIL released, and a round
-trip is two syscalls. What Python adds to each ping-pong (a few µs) is the same for every server
-measured, and the table reports it with the machine so readers can judge.
+``horizon bench`` measures TCP with the native C load generator
+(:func:`~horizon_drivers.native._linux_loadgen.run_tcp_throughput` and ``run_tcp_rtt``). Where that
+extension is not built, this client does the same two jobs, and the bench output says so: bulk
+sends move 64 KiB per call with the GIL released, but what Python adds to each ping-pong (a few
+µs, plus a thread hand-off for the streaming reader) makes its numbers a floor, not the server's.
 
 Example:
     >>> TcpThroughput(bytes_echoed=3 * TCP_CHUNK, seconds=0.5).bytes_per_s

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import socket
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from horizon_drivers.cli import bench_child
+from horizon_drivers.cli.bench import BenchReport, Contender, render_table
 from horizon_drivers.cli.bench_child import load_generator_status
-from horizon_drivers.cli.bench_runner import Placement, measure
+from horizon_drivers.cli.bench_runner import Measurement, Placement, measure
 from horizon_drivers.cli.echo import default_driver
+from horizon_drivers.cli.machine import describe_machine
 from tests.cli.cli_helpers import run_horizon
 
 
@@ -56,6 +62,11 @@ def test_bench_tiny_run_writes_json_and_plot(tmp_path: Path) -> None:
         assert tcp is not None, contender["tcp"]["error"]
         assert _positive(tcp["bytes_per_s"])
         _check_rtt(tcp["rtt"])
+        if udp_ok:
+            # The native generator measured TCP too, and its quantiles make a real CDF.
+            assert tcp["load_generator"] == "native"
+            assert tcp["drained"] is True
+            assert len(tcp["rtt"]["cdf"]) > 100
         assert _positive(contender["ratios"]["tcp_bytes_per_s"])
         if udp_ok:
             udp = contender["udp"]["result"]
@@ -63,6 +74,7 @@ def test_bench_tiny_run_writes_json_and_plot(tmp_path: Path) -> None:
             assert _positive(udp["datagrams_per_s"])
             assert udp["received"] > 0
             _check_rtt(udp["rtt_loaded"])
+            assert len(udp["rtt"]["cdf"]) > 100
             assert _positive(contender["ratios"]["udp_datagrams_per_s"])
     assert by_name["stdlib"]["ratios"]["tcp_bytes_per_s"] == pytest.approx(1.0)
     # A Horizon server reports its own counts on the way out.
@@ -81,3 +93,86 @@ def test_a_server_that_cannot_start_is_a_reported_failure_not_a_hang() -> None:
     assert not measurement.ok
     assert measurement.error is not None
     assert "unknown driver 'no-such-server'" in measurement.error
+
+
+@pytest.fixture
+def tcp_echo() -> Iterator[str]:
+    """A one-thread-per-connection TCP echo on 127.0.0.1, every wait bounded; yields host:port."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.05)
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def echo(conn: socket.socket) -> None:
+        conn.settimeout(0.05)
+        with conn:
+            while not stop.is_set():
+                try:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    conn.sendall(data)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            threads.append(threading.Thread(target=echo, args=(conn,)))
+            threads[-1].start()
+
+    threads.append(threading.Thread(target=accept))
+    threads[0].start()
+    try:
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(5.0)
+        listener.close()
+
+
+def _load_tcp(target: str, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    status = bench_child.main(["load", "tcp", target, "--duration", "0.1", "--warmup", "0.0",
+                               "--size", "64", "--window", "1"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])["result"]
+    return result
+
+
+def test_tcp_load_falls_back_to_python_and_says_so(
+    tcp_echo: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bench_child, "load_generator_status",
+                        lambda: (False, "the native load generator is unavailable (test)"))
+    result = _load_tcp(tcp_echo, capsys)
+    assert result["load_generator"] == bench_child.PYTHON_FALLBACK
+    assert "Python client" in result["load_generator_note"]
+    assert _positive(result["bytes_per_s"])
+    _check_rtt(result["rtt"])
+    measurement = Measurement("tcp", result, None)
+    report = BenchReport(describe_machine(), {"duration": 0.1, "size": 64, "window": 1,
+                                              "placement": "not pinned"}, "stdlib",
+                         (Contender("stdlib", "peer", tcp=measurement),))
+    assert "TCP measured by the Python client: the native load generator is unavailable" in (
+        render_table(report)
+    )
+
+
+@pytest.mark.skipif(not load_generator_status()[0], reason=load_generator_status()[1])
+def test_tcp_load_uses_the_native_generator(
+    tcp_echo: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = _load_tcp(tcp_echo, capsys)
+    assert result["load_generator"] == "native"
+    assert result["drained"] is True
+    assert _positive(result["bytes_per_s"])
+    _check_rtt(result["rtt"])

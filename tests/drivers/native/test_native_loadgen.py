@@ -1,17 +1,31 @@
-"""The benchmark's C load generator: windowed echo traffic, RTT sampling, loss without hanging."""
+"""The benchmark's C load generator: windowed UDP echo traffic, TCP streaming and ping-pong, RTT
+sampling and quantiles, loss and dead servers without hanging."""
 
 from __future__ import annotations
 
+import errno
 import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
-from tests.drivers.native.native_helpers import LOOPBACKS, bracket  # first: it skips this module off Linux
+from tests.drivers.native.native_helpers import LOOPBACKS, WAIT, bracket  # first: skips off Linux
 
 # isort: split
-from horizon_drivers.native._linux_loadgen import MAX_WINDOW, run_udp_load
+from horizon_drivers.native._linux_loadgen import (
+    MAX_CONNECTIONS,
+    MAX_TCP_SIZE,
+    MAX_WINDOW,
+    run_tcp_rtt,
+    run_tcp_throughput,
+    run_udp_load,
+)
+
+# Generous hang bounds, not speed checks: a run must end within its own limits plus this slack.
+SLACK = 5.0
 
 
 @pytest.fixture(params=LOOPBACKS)
@@ -78,3 +92,241 @@ def test_bad_arguments_are_refused() -> None:
         run_udp_load("127.0.0.1:9", duration=0)
     with pytest.raises(ValueError):
         run_udp_load("localhost:9")
+
+
+def test_udp_quantiles_are_the_percentiles_in_order(echo_server: str) -> None:
+    wanted = [0.0, 0.01, 0.25, 0.5, 0.9, 0.99, 0.999, 1.0]
+    result = run_udp_load(echo_server, duration=0.2, warmup=0.0, window=4, sample_rtt=True,
+                          quantiles=wanted)
+    rtt = result["rtt_ns"]
+    assert rtt["samples"] > 0
+    _check_quantiles(rtt, wanted)
+    plain = run_udp_load(echo_server, duration=0.05, warmup=0.0, window=1, sample_rtt=True)
+    assert "quantiles" not in plain["rtt_ns"]  # the old result shape, unless asked
+
+
+def _check_quantiles(rtt: dict[str, object], wanted: list[float]) -> None:
+    pairs = rtt["quantiles"]
+    assert isinstance(pairs, list)
+    assert [q for q, _ in pairs] == wanted
+    values = [ns for _, ns in pairs]
+    assert values == sorted(values)
+    by_q = dict(pairs)
+    assert by_q[0.0] == rtt["min"]
+    assert by_q[0.5] == rtt["p50"]
+    assert by_q[0.99] == rtt["p99"]
+    assert by_q[1.0] == rtt["max"]
+
+
+# -- TCP ------------------------------------------------------------------------------------------
+
+
+class TcpEchoServer:
+    """A thread-per-connection TCP server on loopback that counts what it echoes.
+
+    ``behavior`` is ``echo``, ``close`` (accept, then close at once) or ``silent`` (accept,
+    never read). Every wait is bounded; ``stop`` ends all threads.
+    """
+
+    def __init__(self, host: str, behavior: str = "echo") -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.listener = socket.socket(family, socket.SOCK_STREAM)
+        self.listener.bind((host, 0))
+        self.listener.listen(16)
+        self.listener.settimeout(0.05)
+        self.address = bracket(host, self.listener.getsockname()[1])
+        self.behavior = behavior
+        self.echoed = 0
+        self.connections = 0
+        self.lock = threading.Lock()
+        self.halt = threading.Event()
+        self.threads = [threading.Thread(target=self._accept)]
+        self.held: list[socket.socket] = []
+        self.threads[0].start()
+
+    def _accept(self) -> None:
+        while not self.halt.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            with self.lock:
+                self.connections += 1
+            if self.behavior == "close":
+                conn.close()
+            elif self.behavior == "silent":
+                self.held.append(conn)
+            else:
+                thread = threading.Thread(target=self._echo, args=(conn,))
+                self.threads.append(thread)
+                thread.start()
+
+    def _echo(self, conn: socket.socket) -> None:
+        conn.settimeout(0.05)
+        with conn:
+            while not self.halt.is_set():
+                try:
+                    data = conn.recv(65536)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                if not data:
+                    return
+                try:
+                    conn.sendall(data)
+                except OSError:
+                    return
+                with self.lock:
+                    self.echoed += len(data)
+
+    def wait_echoed(self, count: int) -> int:
+        """The echoed count once it reaches ``count`` (it trails the client by a sendall)."""
+        deadline = time.monotonic() + WAIT
+        while self.echoed < count and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return self.echoed
+
+    def stop(self) -> None:
+        self.halt.set()
+        for thread in self.threads:
+            thread.join(WAIT)
+        for conn in self.held:
+            conn.close()
+        self.listener.close()
+
+
+@pytest.fixture
+def tcp_server() -> Iterator[Callable[..., TcpEchoServer]]:
+    """A factory of :class:`TcpEchoServer` (host, behavior), all stopped after the test."""
+    servers: list[TcpEchoServer] = []
+
+    def start(host: str = "127.0.0.1", behavior: str = "echo") -> TcpEchoServer:
+        servers.append(TcpEchoServer(host, behavior))
+        return servers[-1]
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.mark.parametrize("host", LOOPBACKS)
+@pytest.mark.parametrize(("connections", "size"), [(1, 65536), (3, 1000)])
+def test_tcp_throughput_counts_every_byte_echoed(
+    tcp_server: Callable[..., TcpEchoServer], host: str, connections: int, size: int
+) -> None:
+    server = tcp_server(host)
+    started = time.monotonic()
+    result = run_tcp_throughput(server.address, duration=0.2, warmup=0.05,
+                                connections=connections, size=size, timeout=2.0)
+    assert time.monotonic() - started < 0.25 + 2 * 2.0 + SLACK
+    assert result["drained"]
+    assert result["total_received"] == result["total_sent"] > 0
+    assert server.wait_echoed(result["total_sent"]) == result["total_received"]
+    assert server.connections == connections == result["connections"]
+    assert 0 < result["bytes"] <= result["total_received"]
+    assert result["seconds"] == pytest.approx(0.2, abs=0.1)
+    assert result["bytes_per_s"] == pytest.approx(result["bytes"] / result["seconds"])
+    assert result["send_calls"] > 0
+    assert result["recv_calls"] > 0
+
+
+@pytest.mark.parametrize("host", LOOPBACKS)
+@pytest.mark.parametrize("busy_wait", [False, True])
+def test_tcp_round_trips_give_ordered_percentiles(
+    tcp_server: Callable[..., TcpEchoServer], host: str, busy_wait: bool
+) -> None:
+    server = tcp_server(host)
+    wanted = [0.0, 0.1, 0.5, 0.9, 0.99, 1.0]
+    result = run_tcp_rtt(server.address, duration=0.2, warmup=0.05, size=100,
+                         busy_wait=busy_wait, timeout=2.0, quantiles=wanted)
+    rtt = result["rtt_ns"]
+    assert result["round_trips"] == rtt["samples"] > 0
+    assert result["total_round_trips"] >= result["round_trips"]
+    assert result["total_sent"] == result["total_received"] == 100 * result["total_round_trips"]
+    assert server.wait_echoed(result["total_sent"]) == result["total_sent"]
+    assert 0 < rtt["min"] <= rtt["p50"] <= rtt["p90"] <= rtt["p99"] <= rtt["p999"] <= rtt["max"]
+    assert rtt["min"] <= rtt["mean"] <= rtt["max"]
+    assert result["rate"] > 0
+    _check_quantiles(rtt, wanted)
+
+
+def test_tcp_round_trip_samples_stop_at_the_preallocated_array(
+    tcp_server: Callable[..., TcpEchoServer],
+) -> None:
+    server = tcp_server()
+    result = run_tcp_rtt(server.address, duration=0.1, warmup=0.0, size=1, max_samples=5)
+    assert result["rtt_ns"]["samples"] == 5 < result["round_trips"]
+    assert run_tcp_rtt(server.address, duration=0.05, warmup=0.0,
+                       max_samples=0)["rtt_ns"] == {"samples": 0}
+
+
+TCP_MODES: dict[str, Callable[..., dict[str, Any]]] = {
+    "throughput": run_tcp_throughput,
+    "rtt": run_tcp_rtt,
+}
+
+
+def _closed_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_tcp_refused_connect_is_an_oserror_with_errno() -> None:
+    target = f"127.0.0.1:{_closed_port()}"
+    with pytest.raises(ConnectionRefusedError, match="connect to") as info:
+        run_tcp_throughput(target, duration=0.1, timeout=1.0)
+    assert info.value.errno == errno.ECONNREFUSED
+    with pytest.raises(ConnectionRefusedError) as info:
+        run_tcp_rtt(target, duration=0.1, timeout=1.0)
+    assert info.value.errno == errno.ECONNREFUSED
+
+
+@pytest.mark.parametrize("mode", sorted(TCP_MODES))
+def test_tcp_server_closing_is_an_oserror_not_a_hang(
+    tcp_server: Callable[..., TcpEchoServer], mode: str
+) -> None:
+    server = tcp_server(behavior="close")
+    started = time.monotonic()
+    with pytest.raises(OSError) as info:
+        TCP_MODES[mode](server.address, duration=2.0, warmup=0.0, timeout=1.0)
+    assert info.value.errno in (errno.ECONNRESET, errno.EPIPE)
+    assert time.monotonic() - started < 1.0 + SLACK
+
+
+@pytest.mark.parametrize("mode", sorted(TCP_MODES))
+def test_tcp_silent_server_times_out_within_the_bound(
+    tcp_server: Callable[..., TcpEchoServer], mode: str
+) -> None:
+    server = tcp_server(behavior="silent")
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="no progress") as info:
+        TCP_MODES[mode](server.address, duration=30.0, warmup=0.0, timeout=0.2)
+    assert info.value.errno == errno.ETIMEDOUT
+    assert time.monotonic() - started < 0.2 + SLACK  # not the 30 s duration
+
+
+def test_tcp_bad_arguments_are_refused() -> None:
+    target = "127.0.0.1:9"
+    with pytest.raises(ValueError):
+        run_tcp_throughput(target, connections=0)
+    with pytest.raises(ValueError):
+        run_tcp_throughput(target, connections=MAX_CONNECTIONS + 1)
+    with pytest.raises(ValueError):
+        run_tcp_throughput(target, size=0)
+    with pytest.raises(ValueError):
+        run_tcp_rtt(target, size=MAX_TCP_SIZE + 1)
+    with pytest.raises(ValueError):
+        run_tcp_rtt(target, duration=0)
+    with pytest.raises(ValueError):
+        run_tcp_rtt(target, timeout=0)
+    with pytest.raises(ValueError):
+        run_tcp_rtt(target, quantiles=[0.5, 1.5])
+    with pytest.raises(ValueError):
+        run_udp_load(target, quantiles=[-0.1])
+    with pytest.raises(ValueError):
+        run_tcp_rtt("localhost:9")
