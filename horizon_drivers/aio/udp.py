@@ -118,7 +118,7 @@ def _pick_engine(
         raise ValueError(f"batch_engine must be 'auto', 'native' or 'portable', got {choice!r}")
     if choice == "native" or (choice == "auto" and native_available()):
         return NativeEngine(sock, report, config)
-    return PortableEngine(sock)
+    return PortableEngine(sock, report)
 
 
 class _DatagramSocket:

@@ -4,7 +4,8 @@
 Rules this module obeys:
 
 * ``TcpListener`` and ``TcpStream`` own their descriptors and close them in ``close()`` or
-  ``__dealloc__``; a close racing a call in another thread is deferred until that call returns.
+  ``__dealloc__``; a close racing a call in another thread is deferred until that call returns
+  (``_linux_descriptor.OwnedDescriptor``).
 * Every syscall runs with the GIL released and is retried on EINTR; would-block is the builtin
   ``BlockingIOError``; sends use MSG_NOSIGNAL, so a reset peer is an error, never SIGPIPE.
 * Accepted streams come from ``accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)`` and get the listener's
@@ -14,27 +15,27 @@ Rules this module obeys:
   traffic), so a stream whose config asks for it re-arms it after each read that returned data.
 """
 
-from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.exc cimport PyErr_CheckSignals
-from libc.errno cimport errno, EINTR, ENOTCONN, EAGAIN
+from libc.errno cimport errno, EINTR, ENOTCONN
 from libc.stdlib cimport calloc, free
 from posix.uio cimport iovec
 from posix.unistd cimport close
 
 from horizon_drivers.native.sys_socket cimport (
-    sockaddr, socklen_t, msghdr, accept4, shutdown, send, recv, sendmsg, getsockopt, setsockopt,
+    sockaddr, socklen_t, msghdr, accept4, shutdown, sendmsg, getsockopt, setsockopt,
     getpeername, SOL_SOCKET, SO_ERROR, SOCK_NONBLOCK, SOCK_CLOEXEC, MSG_NOSIGNAL, MSG_DONTWAIT,
     SHUT_RD, SHUT_WR, SHUT_RDWR,
 )
 from horizon_drivers.native.netinet_in cimport IPPROTO_TCP
 from horizon_drivers.native._linux_address cimport (
-    address_from_sockaddr, local_address_of, peer_address_of, raise_errno,
+    address_from_sockaddr, peer_address_of, raise_errno,
 )
+from horizon_drivers.native._linux_descriptor cimport OwnedDescriptor, send_buffer, recv_buffer
 
 import socket as _socket
 
 from horizon_core.config import NetConfig
-from horizon_core.errors import SocketClosedError
 
 __all__ = ["MAX_IOV", "TcpListener", "TcpStream"]
 
@@ -46,7 +47,7 @@ cdef extern from "<netinet/tcp.h>" nogil:
         TCP_QUICKACK
 
 
-cdef class TcpStream:
+cdef class TcpStream(OwnedDescriptor):
     """A nonblocking TCP connection.
 
     Example:
@@ -58,58 +59,21 @@ cdef class TcpStream:
         True
     """
 
-    cdef int _fd
-    cdef int _busy
-    cdef bint _closed
     cdef bint _connecting
     cdef bint _quickack
     cdef object _connect_error
-    cdef object _options
-    cdef readonly object config
-    cdef object __weakref__
 
     def __cinit__(self, *args, **kwargs):
-        self._fd = -1
-        self._closed = True
+        self._kind = "TCP stream"
 
     def __init__(self, sock: _socket.socket, options, config=None, *, connecting=False):
         cdef int value = 0
         cdef socklen_t length = sizeof(value)
-        if not isinstance(sock, _socket.socket):
-            raise TypeError(f"expected a socket.socket, got {type(sock).__name__}")
-        if self._fd >= 0:
-            raise RuntimeError("TcpStream is already initialised")
-        if sock.type != _socket.SOCK_STREAM or sock.family not in (_socket.AF_INET,
-                                                                  _socket.AF_INET6):
-            raise ValueError(f"expected an AF_INET/AF_INET6 SOCK_STREAM socket, got {sock!r}")
-        if sock.fileno() < 0:
-            raise SocketClosedError("TCP stream", "adopt")
-        sock.setblocking(False)
-        self.config = config if config is not None else NetConfig()
-        self._options = options
+        self._adopt(sock, _socket.SOCK_STREAM, options, config)
         self._connecting = bool(connecting)
-        self._fd = sock.detach()
-        self._closed = False
         if self.config.tcp_quickack:
             if getsockopt(self._fd, IPPROTO_TCP, TCP_QUICKACK, &value, &length) == 0 and value:
                 self._quickack = True
-
-    def __dealloc__(self):
-        if self._fd >= 0:
-            close(self._fd)
-            self._fd = -1
-
-    cdef inline int _enter(self, str operation) except -1:
-        if self._closed:
-            raise SocketClosedError("TCP stream", operation)
-        self._busy += 1
-        return self._fd
-
-    cdef inline void _leave(self) noexcept:
-        self._busy -= 1
-        if self._closed and self._busy == 0 and self._fd >= 0:
-            close(self._fd)
-            self._fd = -1
 
     @classmethod
     def connect(cls, address, config=None):
@@ -129,25 +93,6 @@ cdef class TcpStream:
         return cls(sock, report, cfg, connecting=True)
 
     @property
-    def closed(self):
-        """True once ``close()`` ran."""
-        return self._closed
-
-    @property
-    def options(self):
-        """Options as applied to this stream (an OptionReport)."""
-        return self._options
-
-    @property
-    def local_address(self):
-        """This end's address."""
-        cdef int fd = self._enter("read the address of")
-        try:
-            return local_address_of(fd)
-        finally:
-            self._leave()
-
-    @property
     def peer_address(self):
         """The other end's address (OSError ENOTCONN while connecting)."""
         cdef int fd = self._enter("read the peer of")
@@ -155,10 +100,6 @@ cdef class TcpStream:
             return peer_address_of(fd)
         finally:
             self._leave()
-
-    def fileno(self):
-        """The descriptor, or -1 once closed."""
-        return -1 if self._closed else self._fd
 
     def finish_connect(self):
         """True once connected, False while the connect is in progress; raises its error.
@@ -203,51 +144,28 @@ cdef class TcpStream:
 
         Raises ``BlockingIOError`` when nothing is waiting, ``ConnectionResetError`` on a reset.
         """
-        cdef Py_buffer view
-        cdef ssize_t n = 0
+        cdef Py_ssize_t capacity = 0
+        cdef ssize_t n
         cdef int err = 0, one = 1
-        cdef bint quickack = self._quickack
         cdef int fd = self._enter("receive on")
         try:
-            PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE | PyBUF_WRITABLE)
-            try:
-                while True:
-                    with nogil:
-                        n = recv(fd, view.buf, view.len, MSG_DONTWAIT)
-                        if n < 0:
-                            err = errno
-                        elif n > 0 and quickack:
-                            setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one))
-                    if n >= 0 or err != EINTR:
-                        break
-                    PyErr_CheckSignals()
-            finally:
-                PyBuffer_Release(&view)
+            n = recv_buffer(fd, buffer, MSG_DONTWAIT, NULL, NULL, &capacity, &err)
             if n < 0:
                 raise_errno(err, "recv")
+            if n > 0 and self._quickack:
+                with nogil:
+                    setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one))
             return n
         finally:
             self._leave()
 
     def send(self, data):
         """Write what the kernel takes now; return how many bytes (may be fewer than given)."""
-        cdef Py_buffer view
-        cdef ssize_t n = 0
+        cdef ssize_t n
         cdef int err = 0
         cdef int fd = self._enter("send on")
         try:
-            PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
-            try:
-                while True:
-                    with nogil:
-                        n = send(fd, view.buf, view.len, MSG_NOSIGNAL | MSG_DONTWAIT)
-                        if n < 0:
-                            err = errno
-                    if n >= 0 or err != EINTR:
-                        break
-                    PyErr_CheckSignals()
-            finally:
-                PyBuffer_Release(&view)
+            n = send_buffer(fd, data, MSG_NOSIGNAL | MSG_DONTWAIT, NULL, 0, &err)
             if n < 0:
                 raise_errno(err, "send")
             return n
@@ -328,28 +246,13 @@ cdef class TcpStream:
         """Half close: the peer reads end-of-stream, this end can still read."""
         self.shutdown(SHUT_WR)
 
-    def close(self):
-        """Close the stream. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._busy == 0 and self._fd >= 0:
-            close(self._fd)
-            self._fd = -1
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        self.close()
-
     def __repr__(self):
         if self._closed:
             return "<TcpStream closed>"
         return f"<TcpStream fd={self._fd}{' connecting' if self._connecting else ''}>"
 
 
-cdef class TcpListener:
+cdef class TcpListener(OwnedDescriptor):
     """A nonblocking listening TCP socket whose accepted streams carry its config.
 
     Example:
@@ -359,51 +262,11 @@ cdef class TcpListener:
         '127.0.0.2'
     """
 
-    cdef int _fd
-    cdef int _family
-    cdef int _busy
-    cdef bint _closed
-    cdef object _options
-    cdef readonly object config
-    cdef object __weakref__
-
     def __cinit__(self, *args, **kwargs):
-        self._fd = -1
-        self._closed = True
+        self._kind = "TCP listener"
 
     def __init__(self, sock: _socket.socket, options, config=None):
-        if not isinstance(sock, _socket.socket):
-            raise TypeError(f"expected a socket.socket, got {type(sock).__name__}")
-        if self._fd >= 0:
-            raise RuntimeError("TcpListener is already initialised")
-        if sock.type != _socket.SOCK_STREAM or sock.family not in (_socket.AF_INET,
-                                                                  _socket.AF_INET6):
-            raise ValueError(f"expected an AF_INET/AF_INET6 SOCK_STREAM socket, got {sock!r}")
-        if sock.fileno() < 0:
-            raise SocketClosedError("TCP listener", "adopt")
-        sock.setblocking(False)
-        self.config = config if config is not None else NetConfig()
-        self._options = options
-        self._family = sock.family
-        self._fd = sock.detach()
-        self._closed = False
-
-    def __dealloc__(self):
-        if self._fd >= 0:
-            close(self._fd)
-            self._fd = -1
-
-    cdef inline int _enter(self, str operation) except -1:
-        if self._closed:
-            raise SocketClosedError("TCP listener", operation)
-        self._busy += 1
-        return self._fd
-
-    cdef inline void _leave(self) noexcept:
-        self._busy -= 1
-        if self._closed and self._busy == 0 and self._fd >= 0:
-            close(self._fd)
-            self._fd = -1
+        self._adopt(sock, _socket.SOCK_STREAM, options, config)
 
     @classmethod
     def bind(cls, address, config=None):
@@ -420,29 +283,6 @@ cdef class TcpListener:
         cfg = config if config is not None else NetConfig()
         sock, report = open_tcp_listener(address, cfg)
         return cls(sock, report, cfg)
-
-    @property
-    def closed(self):
-        """True once ``close()`` ran."""
-        return self._closed
-
-    @property
-    def options(self):
-        """Options applied to the listening socket (an OptionReport)."""
-        return self._options
-
-    @property
-    def local_address(self):
-        """The bound address."""
-        cdef int fd = self._enter("read the address of")
-        try:
-            return local_address_of(fd)
-        finally:
-            self._leave()
-
-    def fileno(self):
-        """The descriptor, or -1 once closed."""
-        return -1 if self._closed else self._fd
 
     def accept_nonblocking(self):
         """Accept one connection as a nonblocking, configured stream; BlockingIOError if none."""
@@ -475,21 +315,6 @@ cdef class TcpListener:
             return TcpStream(sock, report, self.config), peer
         finally:
             self._leave()
-
-    def close(self):
-        """Stop listening. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._busy == 0 and self._fd >= 0:
-            close(self._fd)
-            self._fd = -1
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        self.close()
 
     def __repr__(self):
         return "<TcpListener closed>" if self._closed else f"<TcpListener fd={self._fd}>"

@@ -5,7 +5,7 @@ Rules this module obeys:
 
 * A ``UdpSocket`` owns its file descriptor: ``close()`` or ``__dealloc__`` closes it. A close that
   races a call running in another thread is deferred until that call returns, so a descriptor
-  number is never reused under a syscall in flight.
+  number is never reused under a syscall in flight (``_linux_descriptor.OwnedDescriptor``).
 * Every syscall runs with the GIL released and is retried on EINTR (after running signal
   handlers, as PEP 475 asks). Would-block surfaces as the builtin ``BlockingIOError``.
 * The batch paths allocate no Python object per datagram: one ``recvmmsg`` writes payloads into
@@ -15,35 +15,32 @@ Rules this module obeys:
 * Counters are C integers; ``stats`` builds the core's ``StatsSnapshot`` on demand.
 """
 
-from cpython.buffer cimport (
-    PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE,
-)
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.exc cimport PyErr_CheckSignals
 from libc.errno cimport errno, EINTR, EAGAIN
 from libc.stdint cimport uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 from posix.uio cimport iovec
-from posix.unistd cimport close
 
 from horizon_drivers.native.sys_socket cimport (
     sockaddr, socklen_t, msghdr, mmsghdr, cmsghdr,
     CMSG_FIRSTHDR, CMSG_NXTHDR, CMSG_DATA, CMSG_SPACE, CMSG_LEN,
-    recvmmsg, sendmmsg, sendto, recvfrom, send, recv, connect, getsockopt,
+    recvmmsg, sendmmsg, connect, getsockopt,
     AF_INET, AF_INET6, SOL_SOCKET, SO_RXQ_OVFL, MSG_TRUNC, MSG_CTRUNC, MSG_DONTWAIT,
     HORIZON_MAX_MMSG,
 )
 from horizon_drivers.native.netinet_in cimport sockaddr_in6, SOL_UDP, UDP_GRO, UDP_SEGMENT
 from horizon_drivers.native.sockaddr_codec cimport pack_sockaddr, unpack_sockaddr, PACKED_SIZE
 from horizon_drivers.native._linux_address cimport (
-    address_from_sockaddr, sockaddr_from_address, local_address_of, raise_errno,
+    address_from_sockaddr, sockaddr_from_address, raise_errno,
 )
+from horizon_drivers.native._linux_descriptor cimport OwnedDescriptor, send_buffer, recv_buffer
 
 import socket as _socket
 
 from horizon_core.buffers import Batch
 from horizon_core.config import NetConfig
-from horizon_core.errors import SocketClosedError
 from horizon_core.stats import HISTOGRAM_BUCKETS, StatsSnapshot
 
 __all__ = ["MAX_BATCH", "UdpSocket"]
@@ -137,7 +134,7 @@ cdef class _PoolView:
         )
 
 
-cdef class UdpSocket:
+cdef class UdpSocket(OwnedDescriptor):
     """A nonblocking UDP socket with batch receive (recvmmsg) and batch send (sendmmsg).
 
     Open one with :meth:`bind` or :meth:`bind_dual_stack`; the constructor adopts a configured
@@ -152,17 +149,10 @@ cdef class UdpSocket:
         2
     """
 
-    cdef int _fd
-    cdef int _family
-    cdef int _busy
-    cdef bint _closed
     cdef bint _recv_busy
     cdef bint _send_busy
     cdef bint _want_drops
     cdef bint _want_gro
-    cdef readonly object config
-    cdef object _options
-    cdef object __weakref__
     cdef _PoolView _recv_view
     cdef _PoolView _send_view
     # recvmmsg vectors (capacity _recv_cap) and sendmmsg vectors (capacity _send_cap).
@@ -186,27 +176,12 @@ cdef class UdpSocket:
     cdef uint32_t _kernel_drops
 
     def __cinit__(self, *args, **kwargs):
-        self._fd = -1
-        self._closed = True
+        self._kind = "UDP socket"
 
     def __init__(self, sock: _socket.socket, options, config=None):
         cdef int value = 0
         cdef socklen_t length = sizeof(value)
-        if not isinstance(sock, _socket.socket):
-            raise TypeError(f"expected a socket.socket, got {type(sock).__name__}")
-        if self._fd >= 0:
-            raise RuntimeError("UdpSocket is already initialised")
-        if sock.type != _socket.SOCK_DGRAM or sock.family not in (_socket.AF_INET,
-                                                                 _socket.AF_INET6):
-            raise ValueError(f"expected an AF_INET/AF_INET6 SOCK_DGRAM socket, got {sock!r}")
-        if sock.fileno() < 0:
-            raise SocketClosedError("UDP socket", "adopt")
-        sock.setblocking(False)
-        self.config = config if config is not None else NetConfig()
-        self._options = options
-        self._family = sock.family
-        self._fd = sock.detach()
-        self._closed = False
+        self._adopt(sock, _socket.SOCK_DGRAM, options, config)
         # Ask the kernel what it enabled rather than trusting the config: an option the kernel
         # refused (recorded in the report) must not make us parse control messages it never sends.
         if getsockopt(self._fd, SOL_SOCKET, SO_RXQ_OVFL, &value, &length) == 0 and value:
@@ -218,9 +193,7 @@ cdef class UdpSocket:
             self._want_gro = True
 
     def __dealloc__(self):
-        if self._fd >= 0:
-            close(self._fd)
-            self._fd = -1
+        # OwnedDescriptor.__dealloc__ closes the descriptor after this.
         self._free_recv()
         self._free_send()
 
@@ -286,19 +259,7 @@ cdef class UdpSocket:
         self._send_cap = count
         return 0
 
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    cdef inline int _enter(self, str operation) except -1:
-        if self._closed:
-            raise SocketClosedError("UDP socket", operation)
-        self._busy += 1
-        return self._fd
-
-    cdef inline void _leave(self) noexcept:
-        self._busy -= 1
-        if self._closed and self._busy == 0 and self._fd >= 0:
-            close(self._fd)
-            self._fd = -1
+    # -- lifecycle (closed, fileno, close, context manager: OwnedDescriptor) -------------------
 
     @classmethod
     def bind(cls, address, config=None):
@@ -338,47 +299,9 @@ cdef class UdpSocket:
         return cls(sock, report, cfg)
 
     @property
-    def closed(self):
-        """True once ``close()`` ran."""
-        return self._closed
-
-    @property
     def family(self):
         """``socket.AF_INET`` or ``socket.AF_INET6``."""
         return _socket.AddressFamily(self._family)
-
-    @property
-    def options(self):
-        """What the config asked for and what the kernel did with it (an OptionReport)."""
-        return self._options
-
-    @property
-    def local_address(self):
-        """The bound address, with the port the kernel chose for port 0."""
-        cdef int fd = self._enter("read the address of")
-        try:
-            return local_address_of(fd)
-        finally:
-            self._leave()
-
-    def fileno(self):
-        """The descriptor, or -1 once closed (as ``socket.socket.fileno``)."""
-        return -1 if self._closed else self._fd
-
-    def close(self):
-        """Close the socket. Idempotent; a call running in another thread finishes first."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._busy == 0 and self._fd >= 0:
-            close(self._fd)
-            self._fd = -1
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        self.close()
 
     def __repr__(self):
         if self._closed:
@@ -703,34 +626,35 @@ cdef class UdpSocket:
         """Send one datagram to ``address``; return its length."""
         cdef sockaddr_in6 name
         cdef socklen_t namelen = 0
-        cdef Py_buffer view
-        cdef ssize_t n = 0
+        cdef ssize_t n
         cdef int err = 0
         cdef int fd = self._enter("send on")
         try:
             sockaddr_from_address(address, self._family, &name, &namelen)
-            PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
-            try:
-                while True:
-                    with nogil:
-                        n = sendto(fd, view.buf, view.len, MSG_DONTWAIT,
-                                   <sockaddr *>&name, namelen)
-                        if n < 0:
-                            err = errno
-                    if n >= 0 or err != EINTR:
-                        break
-                    PyErr_CheckSignals()
-            finally:
-                PyBuffer_Release(&view)
-            self._send_calls += 1
-            if n < 0:
-                self._failed(err, "sendto")
-            self._datagrams_sent += 1
-            self._bytes_sent += <uint64_t>n
-            self._send_hist[0] += 1
-            return n
+            n = send_buffer(fd, data, MSG_DONTWAIT, <sockaddr *>&name, namelen, &err)
+            return self._account_single_send(n, err, "sendto")
         finally:
             self._leave()
+
+    def send(self, data):
+        """Send one datagram to the connected peer; return its length."""
+        cdef ssize_t n
+        cdef int err = 0
+        cdef int fd = self._enter("send on")
+        try:
+            n = send_buffer(fd, data, MSG_DONTWAIT, NULL, 0, &err)
+            return self._account_single_send(n, err, "send")
+        finally:
+            self._leave()
+
+    cdef Py_ssize_t _account_single_send(self, ssize_t n, int err, str context) except -1:
+        self._send_calls += 1
+        if n < 0:
+            self._failed(err, context)
+        self._datagrams_sent += 1
+        self._bytes_sent += <uint64_t>n
+        self._send_hist[0] += 1
+        return n
 
     def recv_from(self, buffer):
         """Receive one datagram into ``buffer``; return (bytes stored, sender).
@@ -739,37 +663,39 @@ cdef class UdpSocket:
         """
         cdef unsigned char name[128]
         cdef socklen_t namelen = sizeof(name)
-        cdef Py_buffer view
-        cdef Py_ssize_t capacity
-        cdef ssize_t n = 0
+        cdef Py_ssize_t capacity = 0, stored
+        cdef ssize_t n
         cdef int err = 0
         cdef int fd = self._enter("receive on")
         try:
-            PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE | PyBUF_WRITABLE)
-            capacity = view.len
-            try:
-                while True:
-                    namelen = sizeof(name)
-                    with nogil:
-                        n = recvfrom(fd, view.buf, view.len, MSG_TRUNC | MSG_DONTWAIT,
-                                     <sockaddr *>name, &namelen)
-                        if n < 0:
-                            err = errno
-                    if n >= 0 or err != EINTR:
-                        break
-                    PyErr_CheckSignals()
-            finally:
-                PyBuffer_Release(&view)
-            self._recv_calls += 1
-            if n < 0:
-                self._failed(err, "recvfrom")
-            return self._account_single(n, capacity), address_from_sockaddr(
-                <sockaddr *>name, namelen if namelen <= sizeof(name) else 0)
+            # MSG_TRUNC: n is the datagram's true length even when it was cut.
+            n = recv_buffer(fd, buffer, MSG_TRUNC | MSG_DONTWAIT, <sockaddr *>name, &namelen,
+                            &capacity, &err)
+            stored = self._account_single_receive(n, err, capacity, "recvfrom")
+            return stored, address_from_sockaddr(<sockaddr *>name,
+                                                 namelen if namelen <= sizeof(name) else 0)
         finally:
             self._leave()
 
-    cdef Py_ssize_t _account_single(self, ssize_t n, Py_ssize_t capacity):
-        cdef Py_ssize_t stored = n if n < capacity else capacity
+    def recv_into(self, buffer):
+        """Receive one datagram from the connected peer into ``buffer``; return bytes stored."""
+        cdef Py_ssize_t capacity = 0
+        cdef ssize_t n
+        cdef int err = 0
+        cdef int fd = self._enter("receive on")
+        try:
+            n = recv_buffer(fd, buffer, MSG_TRUNC | MSG_DONTWAIT, NULL, NULL, &capacity, &err)
+            return self._account_single_receive(n, err, capacity, "recv")
+        finally:
+            self._leave()
+
+    cdef Py_ssize_t _account_single_receive(self, ssize_t n, int err, Py_ssize_t capacity,
+                                            str context) except -1:
+        cdef Py_ssize_t stored
+        self._recv_calls += 1
+        if n < 0:
+            self._failed(err, context)
+        stored = n if n < capacity else capacity
         if n > capacity:
             self._truncated += 1
         self._datagrams_received += 1
@@ -795,62 +721,5 @@ cdef class UdpSocket:
                 PyErr_CheckSignals()
             if rc < 0:
                 raise_errno(err, "connect")
-        finally:
-            self._leave()
-
-    def send(self, data):
-        """Send one datagram to the connected peer; return its length."""
-        cdef Py_buffer view
-        cdef ssize_t n = 0
-        cdef int err = 0
-        cdef int fd = self._enter("send on")
-        try:
-            PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
-            try:
-                while True:
-                    with nogil:
-                        n = send(fd, view.buf, view.len, MSG_DONTWAIT)
-                        if n < 0:
-                            err = errno
-                    if n >= 0 or err != EINTR:
-                        break
-                    PyErr_CheckSignals()
-            finally:
-                PyBuffer_Release(&view)
-            self._send_calls += 1
-            if n < 0:
-                self._failed(err, "send")
-            self._datagrams_sent += 1
-            self._bytes_sent += <uint64_t>n
-            self._send_hist[0] += 1
-            return n
-        finally:
-            self._leave()
-
-    def recv_into(self, buffer):
-        """Receive one datagram from the connected peer into ``buffer``; return bytes stored."""
-        cdef Py_buffer view
-        cdef Py_ssize_t capacity
-        cdef ssize_t n = 0
-        cdef int err = 0
-        cdef int fd = self._enter("receive on")
-        try:
-            PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE | PyBUF_WRITABLE)
-            capacity = view.len
-            try:
-                while True:
-                    with nogil:
-                        n = recv(fd, view.buf, view.len, MSG_TRUNC | MSG_DONTWAIT)
-                        if n < 0:
-                            err = errno
-                    if n >= 0 or err != EINTR:
-                        break
-                    PyErr_CheckSignals()
-            finally:
-                PyBuffer_Release(&view)
-            self._recv_calls += 1
-            if n < 0:
-                self._failed(err, "recv")
-            return self._account_single(n, capacity)
         finally:
             self._leave()

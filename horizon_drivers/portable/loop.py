@@ -37,14 +37,13 @@ import selectors
 import socket
 import time
 from collections.abc import Callable
-from types import TracebackType
-from typing import Self
 
 from horizon_core.config import NetConfig
 from horizon_core.contract import Pollable
 from horizon_core.errors import SocketClosedError
 from horizon_core.events import Event, Interest, Readiness
 from horizon_core.slab import Slab, Token
+from horizon_drivers.lifecycle import Closeable
 
 __all__ = ["Runtime"]
 
@@ -81,7 +80,7 @@ def _is_closed(source: Pollable) -> bool:
         return True
 
 
-class Runtime:
+class Runtime(Closeable):
     """A readiness loop over registered sockets, keyed by generational tokens.
 
     Example:
@@ -90,6 +89,8 @@ class Runtime:
         ...     rt.poll_once(0)
         []
     """
+
+    _what = "runtime"
 
     def __init__(self, config: NetConfig | None = None) -> None:
         config = NetConfig() if config is None else config
@@ -126,21 +127,6 @@ class Runtime:
         self._wake_r.close()
         self._wake_w.close()
         self._slab = Slab()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _check_open(self, operation: str) -> None:
-        if self._closed:
-            raise SocketClosedError("runtime", operation)
 
     def __len__(self) -> int:
         """The number of live registrations."""

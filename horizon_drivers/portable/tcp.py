@@ -30,15 +30,14 @@ import errno
 import os
 import socket
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Final, Self
+from typing import Final
 
 from horizon_core.addresses import SocketAddress
 from horizon_core.config import NetConfig
 from horizon_core.contract import BytesLike, WritableBuffer
-from horizon_core.errors import SocketClosedError
 from horizon_core.options import Level, OptionReport, OptionStatus
 from horizon_drivers.opening import configure_accepted
+from horizon_drivers.portable.owned_socket import OwnedSocket
 from horizon_drivers.sockopts import option_number
 
 __all__ = ["TcpListener", "TcpStream"]
@@ -61,54 +60,7 @@ _IOV_MAX: Final = _iov_max()
 _NOT_CONNECTED: Final = frozenset({errno.ENOTCONN, getattr(errno, "WSAENOTCONN", errno.ENOTCONN)})
 
 
-class _Closeable:
-    """Shared lifecycle of the TCP objects: the socket, ``closed``, ``close``, context manager."""
-
-    _what = "TCP socket"
-
-    def __init__(self, sock: socket.socket, options: OptionReport) -> None:
-        self._sock: socket.socket | None = sock
-        self._options = options
-
-    @property
-    def closed(self) -> bool:
-        """True once ``close()`` ran."""
-        return self._sock is None
-
-    def close(self) -> None:
-        """Close the socket. Idempotent."""
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            sock.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _live(self, operation: str) -> socket.socket:
-        sock = self._sock
-        if sock is None:
-            raise SocketClosedError(self._what, operation)
-        return sock
-
-    def fileno(self) -> int:
-        """The OS descriptor, or -1 once closed (as the stdlib socket and the native driver)."""
-        return -1 if self._sock is None else self._sock.fileno()
-
-    @property
-    def options(self) -> OptionReport:
-        """What the config asked for and what the kernel did with it."""
-        return self._options
-
-
-class TcpStream(_Closeable):
+class TcpStream(OwnedSocket):
     """A nonblocking TCP connection.
 
     Build one with :func:`horizon_drivers.portable.connect_tcp` or accept it from a
@@ -227,7 +179,7 @@ class TcpStream(_Closeable):
         self._live("shutdown_write").shutdown(socket.SHUT_WR)
 
 
-class TcpListener(_Closeable):
+class TcpListener(OwnedSocket):
     """A nonblocking listening TCP socket whose accepted streams get its config.
 
     Build one with :func:`horizon_drivers.portable.bind_tcp`.

@@ -20,6 +20,12 @@ Rules this module obeys:
   recvmmsg does: the datagrams already taken are returned, not lost.
 * ``send_batch`` is a loop of ``sendto``: it stops at the first ``BlockingIOError`` and returns how
   many went; only a call that sent nothing raises (BlockingIOError or the error of the first send).
+  Every destination is converted before the first send, so a bad address raises with nothing sent.
+* GRO buffers (Linux, ``udp_gro``) are kept whole: the slot records the segment stride, the counters
+  count the datagrams it carries, and ``send_batch`` re-segments it with UDP GSO, as the native
+  driver does.
+* Address conversions cost several times a ``sendto`` and a socket talks to a working set of peers,
+  so senders are packed and destinations converted through small bounded caches.
 * Would-block is the builtin ``BlockingIOError``; any operation on a closed socket raises
   :class:`~horizon_core.errors.SocketClosedError`.
 * Counters are updated once per call, never per datagram.
@@ -45,15 +51,14 @@ import itertools
 import socket
 import sys
 from collections.abc import Callable, Iterable
-from types import TracebackType
-from typing import Any, Final, Literal, Self
+from typing import Any, Final, Literal
 
 from horizon_core.addresses import PACKED_ADDRESS_SIZE, SocketAddress, as_socket_address
 from horizon_core.buffers import Batch
-from horizon_core.contract import AddressLike, BytesLike, Datagrams, WritableBuffer
-from horizon_core.errors import SocketClosedError
+from horizon_core.contract import AddressLike, BytesLike, WritableBuffer
 from horizon_core.options import Level, OptionReport, OptionStatus
 from horizon_core.stats import Stats, StatsSnapshot
+from horizon_drivers.portable.owned_socket import OwnedSocket
 from horizon_drivers.sockopts import option_number
 
 __all__ = ["TRUNCATION_MODE", "TruncationMode", "UdpSocket"]
@@ -73,8 +78,10 @@ _MSG_TRUNC: Final = getattr(socket, "MSG_TRUNC", 0)
 # Linux: SO_RXQ_OVFL (socket(7)) and UDP_GRO (udp(7)) ancillary messages carry one native int.
 _RXQ_OVFL: Final = option_number(Level.SOCKET, "SO_RXQ_OVFL")
 _GRO: Final = option_number(Level.UDP, "UDP_GRO")
+# udp(7): a UDP_SEGMENT control message (a native u16) makes one sendmsg leave as GSO segments.
+_SEGMENT: Final = option_number(Level.UDP, "UDP_SEGMENT")
 _CMSG_INT_SPACE: Final = socket.CMSG_SPACE(4) if hasattr(socket, "CMSG_SPACE") else 0
-# Sender addresses are packed once and reused: datagrams usually come from a few peers.
+# Bound of each address cache: a server's working set of peers, cleared whole when exceeded.
 _ADDRESS_CACHE_LIMIT: Final = 1024
 
 
@@ -87,7 +94,17 @@ def _switched_on(report: OptionReport, name: str) -> bool:
     return outcome.status in (OptionStatus.APPLIED, OptionStatus.ADJUSTED) and bool(value)
 
 
-class UdpSocket:
+def _send_segmented(sock: socket.socket, payload: BytesLike, target: Any, stride: int) -> int:
+    """Send a GRO buffer as the datagrams it carries: one sendmsg with UDP_SEGMENT (GSO)."""
+    if _SEGMENT is None:
+        raise OSError(errno.EOPNOTSUPP, "a buffer of several datagrams needs UDP GSO (Linux)")
+    control = [(_SEGMENT[0], _SEGMENT[1], stride.to_bytes(2, sys.byteorder))]
+    if target is None:
+        return sock.sendmsg((payload,), control)
+    return sock.sendmsg((payload,), control, 0, target)
+
+
+class UdpSocket(OwnedSocket):
     """A nonblocking UDP socket with batch receive and send (``selectors``/``socket`` based).
 
     Build one with :func:`horizon_drivers.portable.bind_udp` or ``bind_udp_dual_stack``.
@@ -98,6 +115,8 @@ class UdpSocket:
         ...     sock.local_address.port > 0
         True
     """
+
+    _what = "UDP socket"
 
     def __init__(
         self,
@@ -111,15 +130,16 @@ class UdpSocket:
         if truncation_mode not in ("msg_trunc", "bounce"):
             raise ValueError(f"truncation_mode must be 'msg_trunc' or 'bounce', got {truncation_mode!r}")
         sock.setblocking(False)
-        self._sock: socket.socket | None = sock
+        super().__init__(sock, options)
         self._family = 6 if sock.family == socket.AF_INET6 else 4
-        self._options = options
         self._local = SocketAddress.from_sockaddr(sock.getsockname())
         self._stats = Stats()
         self._pending: OSError | None = None
         self._mode: TruncationMode = truncation_mode
         self._bounce = memoryview(bytearray(_BOUNCE_SIZE)) if truncation_mode == "bounce" else None
         self._packed: dict[object, bytes] = {}
+        self._targets: dict[object, Any] = {}
+        self._targets_by_packed: dict[bytes, Any] = {}
         self._rxq_ovfl = _RXQ_OVFL is not None and _switched_on(options, "SO_RXQ_OVFL")
         self._gro = _GRO is not None and _switched_on(options, "UDP_GRO")
         self._ancillary = _CMSG_INT_SPACE * (self._rxq_ovfl + self._gro)
@@ -128,50 +148,11 @@ class UdpSocket:
             # non-zero, so "no message yet" means no drop yet.
             self._stats.kernel_drops = 0
 
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    @property
-    def closed(self) -> bool:
-        """True once ``close()`` ran."""
-        return self._sock is None
-
-    def close(self) -> None:
-        """Close the socket. Idempotent."""
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            sock.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _live(self, operation: str) -> socket.socket:
-        sock = self._sock
-        if sock is None:
-            raise SocketClosedError("UDP socket", operation)
-        return sock
-
-    def fileno(self) -> int:
-        """The OS descriptor, or -1 once closed (as the stdlib socket and the native driver)."""
-        return -1 if self._sock is None else self._sock.fileno()
-
     def __repr__(self) -> str:
         state = "closed" if self._sock is None else str(self._local)
         return f"<portable.UdpSocket {state}>"
 
     # -- properties -------------------------------------------------------------------------
-
-    @property
-    def options(self) -> OptionReport:
-        """What the config asked for and what the kernel did with it."""
-        return self._options
 
     @property
     def local_address(self) -> SocketAddress:
@@ -186,7 +167,9 @@ class UdpSocket:
     # -- addresses ---------------------------------------------------------------------------
 
     def _sockaddr(self, address: AddressLike) -> tuple[str, int] | tuple[str, int, int, int]:
-        target = as_socket_address(address)
+        return self._sockaddr_of(as_socket_address(address))
+
+    def _sockaddr_of(self, target: SocketAddress) -> tuple[str, int] | tuple[str, int, int, int]:
         # A dual-stack (IPv6) socket reaches IPv4 peers through their v4-mapped form; an IPv4
         # socket given a v4-mapped address means the plain IPv4 peer.
         if self._family == 6:
@@ -194,6 +177,36 @@ class UdpSocket:
         elif target.is_v4_mapped:
             target = target.unmapped()
         return target.to_sockaddr()
+
+    def _target(self, address: AddressLike) -> Any:
+        """``_sockaddr(address)`` through the bounded cache of destinations."""
+        # ("h", 9.0) == ("h", 9), but only the second is a valid address: key tuples with their
+        # element types so a refused address never finds an accepted one's entry.
+        key = (address, *map(type, address)) if type(address) is tuple else address
+        try:
+            return self._targets[key]
+        except KeyError:
+            pass
+        except TypeError:  # unhashable: convert uncached and let the conversion judge it
+            return self._sockaddr(address)
+        target = self._sockaddr(address)
+        if len(self._targets) >= _ADDRESS_CACHE_LIMIT:
+            self._targets.clear()
+        self._targets[key] = target
+        return target
+
+    def _unpack_target(self, packed: bytes) -> Any:
+        """The destination of a slot's packed address (None: no address, the connected peer)."""
+        try:
+            return self._targets_by_packed[packed]
+        except KeyError:
+            pass
+        address = SocketAddress.unpack_from(packed, 0)
+        target = None if address is None else self._sockaddr_of(address)
+        if len(self._targets_by_packed) >= _ADDRESS_CACHE_LIMIT:
+            self._targets_by_packed.clear()
+        self._targets_by_packed[packed] = target
+        return target
 
     def _pack(self, raw: Any) -> bytes:
         packed = self._packed.get(raw)
@@ -220,16 +233,18 @@ class UdpSocket:
             stats.errors += 1
             raise pending
         first, count = batch.begin_receive()
-        filled = nbytes = ntrunc = 0
+        filled = nbytes = ntrunc = coalesced = 0
         error: OSError | None = None
         try:
             if self._mode == "msg_trunc":
-                filled, nbytes, ntrunc, error = self._receive_msg_trunc(sock, batch, first, count)
+                filled, nbytes, ntrunc, coalesced, error = self._receive_msg_trunc(sock, batch, first, count)
             else:
                 filled, nbytes, ntrunc, error = self._receive_bounce(sock, batch, first, count)
         finally:
             batch.commit_receive(filled)
         stats.record_receive(filled, nbytes, ntrunc)
+        # The histogram counts buffers; datagrams_received also counts those inside GRO buffers.
+        stats.datagrams_received += coalesced
         if filled:
             self._pending = error
             return filled
@@ -241,14 +256,14 @@ class UdpSocket:
 
     def _receive_msg_trunc(
         self, sock: socket.socket, batch: Batch, first: int, count: int
-    ) -> tuple[int, int, int, OSError | None]:
+    ) -> tuple[int, int, int, int, OSError | None]:
         pool = batch.pool
         memory, size = pool.memory, pool.slot_size
         lengths, originals, truncated = pool.lengths, pool.original_lengths, pool.truncated
         segments, addresses = pool.segment_sizes, pool.addresses
         recvmsg_into, ancillary = sock.recvmsg_into, self._ancillary
         packed_cache = self._packed
-        nbytes = ntrunc = 0
+        nbytes = ntrunc = coalesced = 0
         slot, end = first, first + count
         while slot < end:
             offset = slot * size
@@ -260,19 +275,25 @@ class UdpSocket:
             except BlockingIOError:
                 break
             except OSError as exc:
-                return slot - first, nbytes, ntrunc, exc
+                return slot - first, nbytes, ntrunc, coalesced, exc
             length = n if n < size else size
             lengths[slot] = length
             originals[slot] = n
             truncated[slot] = n > length
-            segments[slot] = self._read_cmsgs(cmsgs) if cmsgs else 0
+            stride = self._read_cmsgs(cmsgs) if cmsgs else 0
+            if 0 < stride < n:
+                segments[slot] = stride
+                # A GRO buffer carries ceil(length / stride) datagrams, the last maybe shorter.
+                coalesced += (length + stride - 1) // stride - 1
+            else:
+                segments[slot] = 0
             packed = packed_cache.get(raw) or self._pack(raw)
             offset = slot * PACKED_ADDRESS_SIZE
             addresses[offset : offset + PACKED_ADDRESS_SIZE] = packed
             nbytes += length
             ntrunc += n > length
             slot += 1
-        return slot - first, nbytes, ntrunc, None
+        return slot - first, nbytes, ntrunc, coalesced, None
 
     def _read_cmsgs(self, cmsgs: list[tuple[int, int, bytes]]) -> int:
         segment = 0
@@ -322,35 +343,42 @@ class UdpSocket:
 
     # -- batch send ---------------------------------------------------------------------------
 
-    def send_batch(self, datagrams: Datagrams, start: int = 0) -> int:
+    def send_batch(
+        self, datagrams: Batch | Iterable[tuple[BytesLike, AddressLike | None]], start: int = 0
+    ) -> int:
         """Send datagrams ``start..``; return how many went (a partial send is not an error).
 
         Only a call that sent nothing raises: BlockingIOError, or the first send's error.
-        Datagrams of a Batch without an address go to the connected peer.
+        Datagrams without an address (None, or a Batch slot without one) go to the connected
+        peer; a Batch slot holding a GRO buffer leaves as its segments (UDP GSO).
         """
         sock = self._live("send_batch")
         if type(start) is not int or start < 0:
             raise ValueError(f"start must be an int >= 0, got {start!r}")
-        pairs: Iterable[tuple[BytesLike, AddressLike | None]]
+        outgoing: list[tuple[BytesLike, Any, int]]
         if isinstance(datagrams, Batch):
-            pairs = [(datagrams.payload(i), datagrams.address(i)) for i in range(start, len(datagrams))]
+            outgoing = self._slots_to_send(datagrams, start)
         else:
-            pairs = list(itertools.islice(datagrams, start, None))
-        requested = len(pairs)
+            outgoing = [
+                (payload, None if address is None else self._target(address), 0)
+                for payload, address in itertools.islice(datagrams, start, None)
+            ]
         sent = nbytes = 0
         error: OSError | None = None
-        for payload, address in pairs:
+        for payload, target, stride in outgoing:
             try:
-                if address is None:
+                if stride:
+                    nbytes += _send_segmented(sock, payload, target, stride)
+                elif target is None:
                     nbytes += sock.send(payload)
                 else:
-                    nbytes += sock.sendto(payload, self._sockaddr(address))
+                    nbytes += sock.sendto(payload, target)
             except OSError as exc:
                 error = exc
                 break
             sent += 1
         stats = self._stats
-        stats.record_send(requested, sent, nbytes)
+        stats.record_send(len(outgoing), sent, nbytes)
         if sent or error is None:
             return sent
         if isinstance(error, BlockingIOError):
@@ -359,12 +387,29 @@ class UdpSocket:
             stats.errors += 1
         raise error
 
+    def _slots_to_send(self, batch: Batch, start: int) -> list[tuple[BytesLike, Any, int]]:
+        # (payload view, destination or None, GSO stride or 0) per FILLED slot, in fill order.
+        pool = batch.pool
+        memory, size = pool.memory, pool.slot_size
+        lengths, segments, addresses = pool.lengths, pool.segment_sizes, pool.addresses
+        order = batch.order
+        outgoing: list[tuple[BytesLike, Any, int]] = []
+        for i in range(start, len(order)):
+            slot = order[i]
+            offset = slot * size
+            length = lengths[slot]
+            a = slot * PACKED_ADDRESS_SIZE
+            target = self._unpack_target(bytes(addresses[a : a + PACKED_ADDRESS_SIZE]))
+            stride = segments[slot]
+            outgoing.append((memory[offset : offset + length], target, stride if 0 < stride < length else 0))
+        return outgoing
+
     # -- single datagrams ---------------------------------------------------------------------
 
     def send_to(self, data: BytesLike, address: AddressLike) -> int:
         """Send one datagram to ``address``; return its length."""
         sock = self._live("send_to")
-        return self._count_send(lambda: sock.sendto(data, self._sockaddr(address)))
+        return self._count_send(lambda: sock.sendto(data, self._target(address)))
 
     def send(self, data: BytesLike) -> int:
         """Send one datagram to the connected peer."""

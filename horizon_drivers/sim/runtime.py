@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from types import TracebackType
-from typing import Self
 
 import attrs
 
@@ -28,6 +26,7 @@ from horizon_core.contract import Pollable
 from horizon_core.errors import SocketClosedError
 from horizon_core.events import Event, Interest, Readiness
 from horizon_core.slab import Slab, Token
+from horizon_drivers.lifecycle import Closeable
 from horizon_drivers.sim.network import SimDeadlockError, SimNetwork
 from horizon_drivers.sim.tcp import SimTcpListener, SimTcpStream
 from horizon_drivers.sim.udp import SimUdpSocket
@@ -51,7 +50,7 @@ def _check_interest(interest: object) -> Interest:
     return interest
 
 
-class SimRuntime:
+class SimRuntime(Closeable):
     """A Runtime over a :class:`SimNetwork`'s sockets (any host's), on its virtual clock.
 
     Example:
@@ -67,6 +66,8 @@ class SimRuntime:
         >>> [e.readable for e in rt.poll_once(1.0)], net.now
         ([True], 0.25)
     """
+
+    _what = "runtime"
 
     def __init__(self, network: SimNetwork, config: NetConfig) -> None:
         self._net = network
@@ -94,23 +95,8 @@ class SimRuntime:
         for token in list(self._slab):
             self._slab.remove(token)
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"<SimRuntime {len(self._slab)} registered{' closed' if self._closed else ''}>"
-
-    def _check_open(self, operation: str) -> None:
-        if self._closed:
-            raise SocketClosedError("runtime", operation)
 
     # -- registrations ---------------------------------------------------------------------
 

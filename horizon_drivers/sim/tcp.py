@@ -26,17 +26,16 @@ import errno
 import ipaddress
 from collections import deque
 from collections.abc import Mapping, Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 import attrs
 
 from horizon_core.addresses import SocketAddress
 from horizon_core.config import NetConfig
 from horizon_core.contract import BytesLike, WritableBuffer
-from horizon_core.errors import SocketClosedError
 from horizon_core.events import Readiness
 from horizon_core.options import OptionReport, SocketKind
+from horizon_drivers.lifecycle import Closeable
 from horizon_drivers.sim.host import (
     ANY,
     Binding,
@@ -90,7 +89,7 @@ class _Segment(enum.StrEnum):
     RST = "rst"
 
 
-class SimTcpStream:
+class SimTcpStream(Closeable):
     """One end of a simulated TCP connection (``TcpStream`` contract).
 
     Example:
@@ -202,8 +201,7 @@ class SimTcpStream:
 
     def reset(self) -> None:
         """Abort the connection: the peer gets ConnectionResetError (SO_LINGER 0, then close)."""
-        if self.closed:
-            raise SocketClosedError("socket", "reset")
+        self._check_open("reset")
         if self._state is StreamState.ESTABLISHED and not self._aborted:
             self._send_rst()
         self._finish_close()
@@ -221,23 +219,8 @@ class SimTcpStream:
         self._host.forget_stream(self)
         self._net.settle()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"<SimTcpStream {self._local_wire} -> {self._peer_wire} {self._state}>"
-
-    def _check_open(self, operation: str) -> None:
-        if self.closed:
-            raise SocketClosedError("socket", operation)
 
     # -- properties ------------------------------------------------------------------------
 
@@ -451,7 +434,7 @@ class _Syn:
     target: SocketAddress
 
 
-class SimTcpListener:
+class SimTcpListener(Closeable):
     """A listening socket on a simulated host (``TcpListener`` contract)."""
 
     def __init__(self, host: SimHost, config: NetConfig, local: SocketAddress) -> None:
@@ -501,17 +484,6 @@ class SimTcpListener:
             _refuse(syn.client)
         self._net.settle()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"<SimTcpListener {self._local} on {self._host.label}, {len(self._queue)} waiting>"
 
@@ -527,8 +499,7 @@ class SimTcpListener:
 
     def accept_nonblocking(self) -> tuple[SimTcpStream, SocketAddress]:
         """Take one established connection; BlockingIOError when none waits."""
-        if self._closed:
-            raise SocketClosedError("socket", "accept on")
+        self._check_open("accept on")
         if not self._queue:
             raise oserror(errno.EAGAIN, "no connection waiting")
         stream = self._queue.popleft()

@@ -23,8 +23,7 @@ import errno
 import ipaddress
 from collections import deque
 from collections.abc import Callable
-from types import TracebackType
-from typing import TYPE_CHECKING, Final, Self
+from typing import TYPE_CHECKING, Final
 
 import attrs
 
@@ -32,10 +31,10 @@ from horizon_core.addresses import SocketAddress, as_socket_address
 from horizon_core.buffers import Batch
 from horizon_core.config import NetConfig
 from horizon_core.contract import AddressLike, BytesLike, Datagrams, WritableBuffer
-from horizon_core.errors import SocketClosedError
 from horizon_core.events import Readiness
 from horizon_core.options import OptionReport, SocketKind
 from horizon_core.stats import Stats, StatsSnapshot
+from horizon_drivers.lifecycle import Closeable
 from horizon_drivers.sim.host import (
     ANY,
     Binding,
@@ -67,7 +66,7 @@ class _Queued:
     source: SocketAddress  # as this socket sees it (mapped on an IPv6 socket)
 
 
-class SimUdpSocket:
+class SimUdpSocket(Closeable):
     """A UDP socket on a :class:`~horizon_drivers.sim.host.SimHost` (``UdpSocket`` contract).
 
     Example:
@@ -137,24 +136,9 @@ class SimUdpSocket:
             )
         self._queued_bytes = 0
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._queue)} queued"
         return f"<SimUdpSocket {self._local} on {self._host.label}, {state}>"
-
-    def _check_open(self, operation: str) -> None:
-        if self._closed:
-            raise SocketClosedError("socket", operation)
 
     # -- properties ------------------------------------------------------------------------
 

@@ -145,15 +145,24 @@ async def test_busy_resource_error_on_concurrent_receive(engine: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["udp", "connected"])
-async def test_port_is_free_right_after_aclose(kind: str) -> None:
-    # reuse_port/reuse_addr off: a plain socket binding the port proves nothing holds it.
+async def test_port_is_free_right_after_aclose(kind: str, engine: str) -> None:
+    # reuse_port/reuse_addr off: a plain socket binding the port proves nothing holds it (both
+    # engines work on a duplicate descriptor, which aclose() must release too).
     config = NetConfig(reuse_port=False, reuse_addr=False)
     if kind == "udp":
         udp: HorizonUDPSocket | HorizonConnectedUDPSocket = await create_udp_socket(
-            config, local_host="127.0.0.1"
+            config,
+            local_host="127.0.0.1",
+            batch_engine=engine,  # type: ignore[arg-type]
         )
     else:
-        udp = await create_connected_udp_socket(config, "127.0.0.1", 9, local_host="127.0.0.1")
+        udp = await create_connected_udp_socket(
+            config,
+            "127.0.0.1",
+            9,
+            local_host="127.0.0.1",
+            batch_engine=engine,  # type: ignore[arg-type]
+        )
     port = _port(udp)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as blocked, pytest.raises(OSError):
         blocked.bind(("127.0.0.1", port))

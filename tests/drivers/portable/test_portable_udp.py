@@ -215,6 +215,17 @@ def test_send_batch_stops_at_an_error_after_progress(pair: tuple[UdpSocket, UdpS
     assert a.stats.errors == 1
 
 
+def test_cached_destinations_never_admit_an_equal_invalid_address(pair: tuple[UdpSocket, UdpSocket]) -> None:
+    a, b = pair
+    port = b.local_address.port
+    assert a.send_batch([(b"ok", ("127.0.0.1", port))]) == 1
+    # Equal to the tuple above (9.0 == 9, True == 1) but not an address: refused, cache or not.
+    with pytest.raises(ValueError, match="port"):
+        a.send_batch([(b"no", ("127.0.0.1", float(port)))])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="port"):
+        a.send_to(b"no", ("127.0.0.1", float(port)))  # type: ignore[arg-type]
+
+
 def test_dual_stack_sends_to_plain_ipv4() -> None:
     with portable.bind_udp_dual_stack(0) as server, portable.bind_udp("127.0.0.1:0") as client:
         server.send_to(b"hi", client.local_address)

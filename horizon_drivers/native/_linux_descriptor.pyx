@@ -1,0 +1,167 @@
+# cython: embedsignature.format=clinic
+"""What the Linux driver's socket classes share: one owned descriptor and its lifetime.
+
+Rules this module obeys:
+
+* An ``OwnedDescriptor`` adopts a configured ``socket.socket`` (it detaches it: the descriptor is
+  now ours alone) and closes it exactly once, in ``close()`` or ``__dealloc__``. A close that races
+  a call running in another thread is deferred until that call returns (``_enter``/``_leave``
+  count the calls in flight), so a descriptor number is never reused under a syscall.
+* Every operation on a closed descriptor raises ``SocketClosedError`` naming what it was
+  (``_kind``, set by the subclass) and the operation.
+* ``send_buffer``/``recv_buffer`` run one sendto/recvfrom with the GIL released, retried on EINTR
+  after running signal handlers (PEP 475); they return -1 with the errno instead of raising, so
+  each caller counts and names its own failures.
+"""
+
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
+from cpython.exc cimport PyErr_CheckSignals
+from libc.errno cimport errno, EINTR
+from posix.unistd cimport close
+
+from horizon_drivers.native.sys_socket cimport sockaddr, socklen_t, sendto, recvfrom
+from horizon_drivers.native._linux_address cimport local_address_of
+
+import socket as _socket
+
+from horizon_core.config import NetConfig
+from horizon_core.errors import SocketClosedError
+
+__all__: list[str] = []  # C-level API (see the .pxd); the classes are exported by their modules
+
+
+cdef class OwnedDescriptor:
+    """The base of the Linux socket classes: an adopted, nonblocking descriptor.
+
+    Not used on its own: ``UdpSocket``, ``TcpStream`` and ``TcpListener`` extend it.
+    """
+
+    def __cinit__(self, *args, **kwargs):
+        self._fd = -1
+        self._closed = True
+
+    def __dealloc__(self):
+        if self._fd >= 0:
+            close(self._fd)
+            self._fd = -1
+
+    cdef int _adopt(self, object sock, int socktype, object options, object config) except -1:
+        """Take over ``sock``'s descriptor (an AF_INET/AF_INET6 socket of ``socktype``)."""
+        if not isinstance(sock, _socket.socket):
+            raise TypeError(f"expected a socket.socket, got {type(sock).__name__}")
+        if self._fd >= 0:
+            raise RuntimeError(f"{type(self).__name__} is already initialised")
+        if sock.type != socktype or sock.family not in (_socket.AF_INET, _socket.AF_INET6):
+            kind = _socket.SocketKind(socktype).name
+            raise ValueError(f"expected an AF_INET/AF_INET6 {kind} socket, got {sock!r}")
+        if sock.fileno() < 0:
+            raise SocketClosedError(self._kind, "adopt")
+        sock.setblocking(False)
+        self.config = config if config is not None else NetConfig()
+        self._options = options
+        self._family = sock.family
+        self._fd = sock.detach()
+        self._closed = False
+        return 0
+
+    cdef int _enter(self, str operation) except -1:
+        if self._closed:
+            raise SocketClosedError(self._kind, operation)
+        self._busy += 1
+        return self._fd
+
+    cdef void _leave(self) noexcept:
+        self._busy -= 1
+        if self._closed and self._busy == 0 and self._fd >= 0:
+            close(self._fd)
+            self._fd = -1
+
+    @property
+    def closed(self):
+        """True once ``close()`` ran."""
+        return self._closed
+
+    @property
+    def options(self):
+        """What the config asked for and what the kernel did with it (an OptionReport)."""
+        return self._options
+
+    @property
+    def local_address(self):
+        """The bound address, with the port the kernel chose for port 0."""
+        cdef int fd = self._enter("read the address of")
+        try:
+            return local_address_of(fd)
+        finally:
+            self._leave()
+
+    def fileno(self):
+        """The descriptor, or -1 once closed (as ``socket.socket.fileno``)."""
+        return -1 if self._closed else self._fd
+
+    def close(self):
+        """Close the descriptor. Idempotent; a call running in another thread finishes first."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._busy == 0 and self._fd >= 0:
+            close(self._fd)
+            self._fd = -1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close()
+
+
+cdef ssize_t send_buffer(int fd, object data, int flags, const sockaddr *name,
+                         socklen_t namelen, int *err) except -2:
+    """sendto(2) of one buffer (``name`` NULL: the connected peer); -1 and ``*err`` on failure."""
+    cdef Py_buffer view
+    cdef ssize_t n = 0
+    cdef int e = 0
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    try:
+        while True:
+            with nogil:
+                n = sendto(fd, view.buf, view.len, flags, name, namelen)
+                if n < 0:
+                    e = errno
+            if n >= 0 or e != EINTR:
+                break
+            PyErr_CheckSignals()
+    finally:
+        PyBuffer_Release(&view)
+    err[0] = e
+    return n
+
+
+cdef ssize_t recv_buffer(int fd, object buffer, int flags, sockaddr *name, socklen_t *namelen,
+                         Py_ssize_t *capacity, int *err) except -2:
+    """recvfrom(2) into one writable buffer; ``*capacity`` is its size; -1 and ``*err`` on failure.
+
+    ``name``/``namelen`` (NULL: not wanted) receive the sender; ``*namelen`` is the room in
+    ``name`` on entry and the sender's length on return.
+    """
+    cdef Py_buffer view
+    cdef ssize_t n = 0
+    cdef int e = 0
+    cdef socklen_t room = namelen[0] if namelen != NULL else 0
+    PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE | PyBUF_WRITABLE)
+    capacity[0] = view.len
+    try:
+        while True:
+            if namelen != NULL:
+                namelen[0] = room
+            with nogil:
+                n = recvfrom(fd, view.buf, view.len, flags, name, namelen)
+                if n < 0:
+                    e = errno
+            if n >= 0 or e != EINTR:
+                break
+            PyErr_CheckSignals()
+    finally:
+        PyBuffer_Release(&view)
+    err[0] = e
+    return n
