@@ -204,22 +204,16 @@ def test_the_same_seed_replays_exactly(seed: int, plan: FaultPlan, program: list
     assert _trace(seed, plan, program) == _trace(seed, plan, program)
 
 
-NOISY = FaultPlan(
-    loss=0.1,
-    duplication=0.1,
-    reordering=0.2,
-    reorder_delay=(0.0, 0.05),
-    latency=(0.001, 0.02),
-    send_eagain=0.05,
-)
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.integers(0, 2**32), st.integers(1, 2**32), programs)
 def test_different_seeds_give_different_runs(seed: int, delta: int, program: list[Op]) -> None:
-    # One datagram that certainly travels (no loss) so that a latency draw shows in the trace.
+    # One datagram that certainly travels (no loss), so a continuous latency draw shows in the
+    # trace: two seeds then agree only if their first draws are equal floats. A plan with
+    # discrete outcomes (loss, say) can legitimately give two seeds the same run.
     program = [("udp_send", 1, 0, 10), *program]
-    plan = NOISY if any(op[0] != "advance" for op in program[1:]) else FaultPlan(latency=(0, 1))
+    plan = FaultPlan(latency=(0.001, 1.0))
     assert _trace(seed, plan, program)[0] != _trace(seed + delta, plan, program)[0]
 
 
