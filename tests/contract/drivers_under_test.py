@@ -19,6 +19,7 @@ import contextlib
 import importlib.util
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -130,7 +131,8 @@ def _sync_driver(name: str) -> DriverUnderTest:
             option_platform=Platform.LINUX,  # the simulated kernel is Linux
         )
     driver = registry.get_driver(name)
-    return DriverUnderTest(name, lambda: driver)
+    # Windows socket handles are not file descriptors: os.dup/os.get_blocking do not apply.
+    return DriverUnderTest(name, lambda: driver, has_fd=sys.platform != "win32")
 
 
 def _aio_driver(backend: str) -> DriverUnderTest:

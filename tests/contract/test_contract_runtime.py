@@ -191,7 +191,7 @@ def test_deregistered_tokens_never_produce_events(dut: DriverUnderTest) -> None:
         def live_and_dead_are_disjoint(self) -> None:
             assert not (set(self.live) & self.dead)
 
-    run_state_machine_as_test(  # type: ignore[no-untyped-call]
+    run_state_machine_as_test(  # type: ignore[no-untyped-call,unused-ignore]
         TokenMachine,
         settings=contract_settings(examples=40, stateful_step_count=40),
     )
