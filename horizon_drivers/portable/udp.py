@@ -29,6 +29,10 @@ Rules this module obeys:
 * Would-block is the builtin ``BlockingIOError``; any operation on a closed socket raises
   :class:`~horizon_core.errors.SocketClosedError`.
 * Counters are updated once per call, never per datagram.
+* Windows reports an ICMP port unreachable on UDP as WSAECONNRESET (10054) on the next receive,
+  connected or not. A connected socket raises it as ``ConnectionRefusedError`` (what Linux
+  reports); an unconnected one drops it and keeps receiving, as Linux does (the iocp driver gets
+  the same by switching SIO_UDP_CONNRESET off, which the stdlib's ``ioctl`` cannot do).
 
 Example:
     >>> from horizon_core import BufferPool, Interest
@@ -78,6 +82,8 @@ _MSG_TRUNC: Final = getattr(socket, "MSG_TRUNC", 0)
 # Linux: SO_RXQ_OVFL (socket(7)) and UDP_GRO (udp(7)) ancillary messages carry one native int.
 _RXQ_OVFL: Final = option_number(Level.SOCKET, "SO_RXQ_OVFL")
 _GRO: Final = option_number(Level.UDP, "UDP_GRO")
+_WINDOWS: Final = sys.platform == "win32"
+_WSAECONNRESET: Final = 10054
 # udp(7): a UDP_SEGMENT control message (a native u16) makes one sendmsg leave as GSO segments.
 _SEGMENT: Final = option_number(Level.UDP, "UDP_SEGMENT")
 _CMSG_INT_SPACE: Final = socket.CMSG_SPACE(4) if hasattr(socket, "CMSG_SPACE") else 0
@@ -135,6 +141,7 @@ class UdpSocket(OwnedSocket):
         self._local = SocketAddress.from_sockaddr(sock.getsockname())
         self._stats = Stats()
         self._pending: OSError | None = None
+        self._connected = False
         self._mode: TruncationMode = truncation_mode
         self._bounce = memoryview(bytearray(_BOUNCE_SIZE)) if truncation_mode == "bounce" else None
         self._packed: dict[object, bytes] = {}
@@ -326,7 +333,10 @@ class UdpSocket(OwnedSocket):
             except BlockingIOError:
                 break
             except OSError as exc:
-                return slot - first, nbytes, ntrunc, exc
+                error = self._icmp_error(exc)
+                if error is None:
+                    continue
+                return slot - first, nbytes, ntrunc, error
             length = n if n < size else size
             if not direct:
                 memory[offset : offset + length] = bounce[:length]
@@ -452,15 +462,22 @@ class UdpSocket(OwnedSocket):
         if pending is not None:
             stats.errors += 1
             raise pending
-        try:
-            n, raw = call()
-        except BlockingIOError:
-            stats.record_receive(0, 0)
-            stats.would_block += 1
-            raise
-        except OSError:
-            stats.errors += 1
-            raise
+        while True:
+            try:
+                n, raw = call()
+                break
+            except BlockingIOError:
+                stats.record_receive(0, 0)
+                stats.would_block += 1
+                raise
+            except OSError as exc:
+                error = self._icmp_error(exc)
+                if error is None:
+                    continue
+                stats.errors += 1
+                if error is exc:
+                    raise
+                raise error from exc
         stats.record_receive(1, n)
         return n, raw
 
@@ -468,4 +485,18 @@ class UdpSocket(OwnedSocket):
         """Fix the peer: ``send``/``recv_into`` then use it, and ICMP errors are reported."""
         sock = self._live("connect")
         sock.connect(self._sockaddr(address))
+        self._connected = True
+
+    def _icmp_error(self, exc: OSError) -> OSError | None:
+        """What a receive error means; None for an ICMP error an unconnected socket ignores.
+
+        Only Windows differs: it reports ICMP port unreachable as WSAECONNRESET (10054).
+        """
+        if not _WINDOWS or getattr(exc, "winerror", None) != _WSAECONNRESET:
+            return exc
+        if not self._connected:
+            return None
+        return ConnectionRefusedError(
+            errno.ECONNREFUSED, "the connected peer's port is unreachable (ICMP; WSAECONNRESET)"
+        )
 

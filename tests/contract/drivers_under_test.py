@@ -47,6 +47,7 @@ from horizon_drivers import registry
 __all__ = [
     "DRIVER_IDS",
     "FAMILIES",
+    "UNDER_WINE",
     "DriverUnderTest",
     "Net",
     "Received",
@@ -68,6 +69,22 @@ def _loopback_v6() -> bool:
         return False
     return True
 
+
+def _under_wine() -> bool:
+    """True in a Windows process under Wine (its ntdll exports ``wine_get_version``)."""
+    if sys.platform != "win32":
+        return False
+    import ctypes
+
+    try:
+        ntdll = ctypes.WinDLL("ntdll")  # type: ignore[attr-defined,unused-ignore]
+    except OSError:
+        return False
+    return hasattr(ntdll, "wine_get_version")
+
+
+#: Under Wine, where tests check what Wine can show (shared/windows-under-wine.md).
+UNDER_WINE: bool = _under_wine()
 
 #: Address families to draw: IPv6 only where this host has a ``::1``.
 FAMILIES: tuple[int, ...] = (4, 6) if _loopback_v6() else (4,)
@@ -150,6 +167,8 @@ def _aio_driver(backend: str) -> DriverUnderTest:
     return DriverUnderTest(
         f"aio-{backend}",
         lambda: adapter,
+        # As for the sync drivers: Windows socket handles are not file descriptors.
+        has_fd=sys.platform != "win32",
         own_runtime=False,
         connected_udp=adapter.connected_udp,
         finalizers=[adapter.close],

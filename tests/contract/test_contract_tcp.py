@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from horizon_core.events import Interest
 from tests.contract.contract_profiles import contract_settings
-from tests.contract.drivers_under_test import FAMILIES, LOOPBACK, DriverUnderTest
+from tests.contract.drivers_under_test import FAMILIES, LOOPBACK, UNDER_WINE, DriverUnderTest
 from tests.contract.stream_kit import TransferPlan, check_two_way_stream
 
 #: Each direction is cut into at most about this many writes and reads, so one example stays
@@ -92,6 +92,17 @@ def test_peer_reset_is_reported(dut: DriverUnderTest, unread: int) -> None:
             sent += net.retry(partial(client.send, payload[sent:]), client, Interest.WRITABLE, "send")
         assert net.wait(server, Interest.READABLE, 5.0), "the bytes never reached the server"
         net.close_source(server)  # unread bytes queued: the close is a reset, not a FIN
+        if UNDER_WINE and dut.id != "iocp":
+            # Wine sends the RST (a Linux peer gets ECONNRESET), but a non-overlapped recv in a
+            # Wine process reads the reset as end of stream (0) and SO_ERROR stays 0; only an
+            # overlapped WSARecv sees it (error 64, as the iocp driver shows). Windows raises
+            # WSAECONNRESET. Under Wine: the connection must still end, and nothing else arrive.
+            try:
+                n = net.retry(lambda: client.recv_into(bytearray(64)), client, Interest.READABLE, "reset")
+            except ConnectionResetError:
+                return
+            assert n == 0, f"{dut.id}: under Wine a reset reads as end of stream, got {n} bytes"
+            return
         with pytest.raises(ConnectionResetError):
             net.retry(lambda: client.recv_into(bytearray(64)), client, Interest.READABLE, "reset")
 
