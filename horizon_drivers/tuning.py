@@ -20,10 +20,12 @@ Example:
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -39,6 +41,42 @@ __all__ = [
 ]
 
 _SYS_NODES = Path("/sys/devices/system/node")
+# A plain variable, not sys.platform itself: type checkers on Linux must still see the Windows code.
+_PLATFORM: str = sys.platform
+_THREAD_PRIORITY_TIME_CRITICAL = 15
+
+
+def _kernel32() -> Any:
+    """Windows' kernel32 with errors captured (ctypes.WinDLL exists only on Windows).
+
+    Handles are pointer-sized: without these prototypes ctypes would pass the pseudo handle of
+    GetCurrentThread (-2) as a 32-bit int, which Windows rejects as an invalid handle.
+    """
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined,unused-ignore]
+    handle, size, ulong_p = ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)
+    kernel32.GetCurrentThread.restype = handle
+    kernel32.GetCurrentProcess.restype = handle
+    kernel32.GetProcessAffinityMask.argtypes = (handle, ulong_p, ulong_p)
+    kernel32.SetThreadAffinityMask.argtypes = (handle, size)
+    kernel32.SetThreadAffinityMask.restype = size
+    kernel32.SetThreadPriority.argtypes = (handle, ctypes.c_int)
+    kernel32.GetThreadPriority.argtypes = (handle,)
+    return kernel32
+
+
+def _windows_error(what: str) -> OSError:
+    code = ctypes.get_last_error()  # type: ignore[attr-defined,unused-ignore]
+    return OSError(code, f"{what} failed (Windows error {code})")
+
+
+def _windows_affinity() -> tuple[int, ...]:
+    kernel32 = _kernel32()
+    process_mask, system_mask = ctypes.c_size_t(), ctypes.c_size_t()
+    handle = kernel32.GetCurrentProcess()
+    if not kernel32.GetProcessAffinityMask(handle, ctypes.byref(process_mask), ctypes.byref(system_mask)):
+        raise _windows_error("GetProcessAffinityMask")
+    mask = process_mask.value
+    return tuple(cpu for cpu in range(mask.bit_length()) if mask >> cpu & 1)
 
 
 @attrs.frozen
@@ -86,6 +124,8 @@ def current_affinity() -> tuple[int, ...]:
     """
     if hasattr(os, "sched_getaffinity"):
         return tuple(sorted(os.sched_getaffinity(0)))
+    if _PLATFORM == "win32":
+        return _windows_affinity()
     return tuple(range(os.cpu_count() or 1))
 
 
@@ -118,10 +158,18 @@ def pin_to_cpus(cpus: Iterable[int]) -> tuple[int, ...]:
     bad = [c for c in wanted if not isinstance(c, int) or c < 0 or c >= total]
     if bad:
         raise ValueError(f"CPUs {bad} do not exist: this machine has CPUs 0-{total - 1}")
-    if not hasattr(os, "sched_setaffinity"):
-        raise OSError(f"CPU pinning is not available on {sys.platform}")
-    os.sched_setaffinity(0, wanted)
-    return current_affinity()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, wanted)
+        return current_affinity()
+    if _PLATFORM == "win32":
+        # Windows pins threads with a bit mask (the reference's SetThreadAffinityMask); the process
+        # mask bounds it, so report the thread's mask as set, not the process's.
+        mask = sum(1 << cpu for cpu in wanted)
+        kernel32 = _kernel32()
+        if not kernel32.SetThreadAffinityMask(kernel32.GetCurrentThread(), mask):
+            raise _windows_error(f"SetThreadAffinityMask({mask:#x})")
+        return wanted
+    raise OSError(f"CPU pinning is not available on {sys.platform}")
 
 
 def pin_to_cpu(cpu: int) -> None:
@@ -165,7 +213,9 @@ def set_realtime_priority(priority: int = 10) -> None:
     """Run the calling thread under SCHED_FIFO at ``priority`` (1-99).
 
     Raises ``PermissionError`` with the reason when the process lacks CAP_SYS_NICE or an
-    RLIMIT_RTPRIO allowance, and ``OSError`` on platforms without SCHED_FIFO.
+    RLIMIT_RTPRIO allowance, and ``OSError`` on platforms without SCHED_FIFO. On Windows the
+    thread gets THREAD_PRIORITY_TIME_CRITICAL (Windows has no numbered real-time levels per thread;
+    ``priority`` is still validated).
 
     Example:
         >>> try:
@@ -176,6 +226,11 @@ def set_realtime_priority(priority: int = 10) -> None:
     """
     if not isinstance(priority, int) or isinstance(priority, bool) or not 1 <= priority <= 99:
         raise ValueError(f"real-time priority must be 1-99, got {priority!r}")
+    if _PLATFORM == "win32":
+        kernel32 = _kernel32()
+        if not kernel32.SetThreadPriority(kernel32.GetCurrentThread(), _THREAD_PRIORITY_TIME_CRITICAL):
+            raise _windows_error("SetThreadPriority(THREAD_PRIORITY_TIME_CRITICAL)")
+        return
     if not hasattr(os, "sched_setscheduler"):
         raise OSError(f"SCHED_FIFO is not available on {sys.platform}")
     try:
