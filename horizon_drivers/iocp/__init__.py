@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING
 
 from horizon_core.config import NetConfig
 from horizon_core.contract import AddressLike
+from horizon_drivers.module_driver import ModuleDriver
 
 # A plain variable, not sys.platform itself: type checkers on Linux must still see the rest.
 _PLATFORM: str = sys.platform
@@ -116,7 +117,6 @@ __all__ = [
     "DRIVER",
     "NAME",
     "STREAM_BUFFER",
-    "IocpDriver",
     "Runtime",
     "TcpListener",
     "TcpStream",
@@ -213,44 +213,12 @@ def runtime(config: NetConfig | None = None) -> Runtime:
     return Runtime(config)
 
 
-class IocpDriver:
-    """The iocp driver as a ``horizon_core.contract.Driver`` factory (see :data:`DRIVER`).
-
-    Example:
-        >>> from horizon_core.contract import Driver
-        >>> from horizon_drivers.iocp import DRIVER
-        >>> isinstance(DRIVER, Driver), DRIVER.name
-        (True, 'iocp')
-    """
-
-    @property
-    def name(self) -> str:
-        """``"iocp"``."""
-        return NAME
-
-    def bind_udp(self, address: AddressLike, config: NetConfig | None = None) -> UdpSocket:
-        """See :func:`bind_udp`."""
-        return bind_udp(address, config)
-
-    def bind_udp_dual_stack(self, port: int, config: NetConfig | None = None) -> UdpSocket:
-        """See :func:`bind_udp_dual_stack`."""
-        return bind_udp_dual_stack(port, config)
-
-    def bind_tcp(self, address: AddressLike, config: NetConfig | None = None) -> TcpListener:
-        """See :func:`bind_tcp`."""
-        return bind_tcp(address, config)
-
-    def connect_tcp(self, address: AddressLike, config: NetConfig | None = None) -> TcpStream:
-        """See :func:`connect_tcp`."""
-        return connect_tcp(address, config)
-
-    def runtime(self, config: NetConfig | None = None) -> Runtime:
-        """See :func:`runtime`."""
-        return runtime(config)
-
-    def __repr__(self) -> str:
-        return "<horizon_drivers.iocp driver>"
-
-
 #: The driver object the contract suite and the command line use.
-DRIVER = IocpDriver()
+DRIVER: ModuleDriver[UdpSocket, TcpListener, TcpStream, Runtime] = ModuleDriver(
+    NAME,
+    bind_udp=bind_udp,
+    bind_udp_dual_stack=bind_udp_dual_stack,
+    bind_tcp=bind_tcp,
+    connect_tcp=connect_tcp,
+    runtime=runtime,
+)

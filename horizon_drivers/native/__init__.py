@@ -56,12 +56,12 @@ except ImportError as exc:  # pragma: no cover - depends on the build
 
 from horizon_core.config import NetConfig
 from horizon_core.contract import AddressLike
+from horizon_drivers.module_driver import ModuleDriver
 
 __all__ = [
     "DRIVER",
     "MAX_BATCH",
     "NAME",
-    "NativeDriver",
     "Runtime",
     "TcpListener",
     "TcpStream",
@@ -138,44 +138,12 @@ def runtime(config: NetConfig | None = None, *, edge_triggered: bool = False) ->
     return Runtime(config, edge_triggered=edge_triggered)
 
 
-class NativeDriver:
-    """The native driver as a ``horizon_core.contract.Driver`` factory (see :data:`DRIVER`).
-
-    Example:
-        >>> from horizon_core.contract import Driver
-        >>> from horizon_drivers.native import DRIVER
-        >>> isinstance(DRIVER, Driver), DRIVER.name
-        (True, 'native')
-    """
-
-    @property
-    def name(self) -> str:
-        """``"native"``."""
-        return NAME
-
-    def bind_udp(self, address: AddressLike, config: NetConfig | None = None) -> UdpSocket:
-        """See :func:`bind_udp`."""
-        return bind_udp(address, config)
-
-    def bind_udp_dual_stack(self, port: int, config: NetConfig | None = None) -> UdpSocket:
-        """See :func:`bind_udp_dual_stack`."""
-        return bind_udp_dual_stack(port, config)
-
-    def bind_tcp(self, address: AddressLike, config: NetConfig | None = None) -> TcpListener:
-        """See :func:`bind_tcp`."""
-        return bind_tcp(address, config)
-
-    def connect_tcp(self, address: AddressLike, config: NetConfig | None = None) -> TcpStream:
-        """See :func:`connect_tcp`."""
-        return connect_tcp(address, config)
-
-    def runtime(self, config: NetConfig | None = None) -> Runtime:
-        """See :func:`runtime`."""
-        return runtime(config)
-
-    def __repr__(self) -> str:
-        return "<horizon_drivers.native driver>"
-
-
 #: The driver object the contract suite and the command line use.
-DRIVER = NativeDriver()
+DRIVER: ModuleDriver[UdpSocket, TcpListener, TcpStream, Runtime] = ModuleDriver(
+    NAME,
+    bind_udp=bind_udp,
+    bind_udp_dual_stack=bind_udp_dual_stack,
+    bind_tcp=bind_tcp,
+    connect_tcp=connect_tcp,
+    runtime=runtime,
+)
