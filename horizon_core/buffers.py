@@ -142,6 +142,13 @@ _CANCEL_FROM, _CANCEL_TO = _rule(SlotOp.CANCEL)
 _WRITE_FROM, _WRITE_TO = _rule(SlotOp.WRITE)
 _RELEASE_FROM, _RELEASE_TO = _rule(SlotOp.RELEASE)
 
+# The bulk paths check a run against one prebuilt byte run per step: commit_receive checks the
+# whole run once for "posted" (the state both COMPLETE and CANCEL leave), and release() checks
+# for "completed" (the state RELEASE leaves). A table that breaks either fails here, at import.
+if not _POST_TO == _COMPLETE_FROM == _CANCEL_FROM or _COMPLETE_TO != _RELEASE_FROM:
+    raise RuntimeError("TRANSITIONS: POST must lead to the state COMPLETE and CANCEL leave, "
+                       "and COMPLETE to the state RELEASE leaves")
+
 # release() maps every RELEASE source byte of a run to its target with one bytes.translate call
 # and leaves every other state alone (a completion driver may still have slots POSTED).
 _RELEASE_TABLE = bytes(_RELEASE_TO if b == _RELEASE_FROM else b for b in range(256))
@@ -463,6 +470,7 @@ class Batch:
         "_cancel_run",
         "_complete_run",
         "_end",
+        "_free_run",
         "_indices",
         "_post_run",
         "_release_run",
@@ -481,11 +489,15 @@ class Batch:
         self._end = start + capacity
         self._active = True
         # Precomputed once so the per-call bulk paths allocate nothing that outlives the call.
+        # The bulk paths check a run with ``states.startswith(run, start)`` (a memcmp) rather
+        # than ``states.count`` (a byte loop): on a 1,024-slot batch that is the difference
+        # between ~0.2 and ~1 microsecond per check, paid on every recv_batch.
         self._span = (start, capacity)
         self._indices = array.array("I", range(start, start + capacity))
+        self._free_run = bytes([_POST_FROM]) * capacity
         self._post_run = bytes([_POST_TO]) * capacity
-        self._complete_run = memoryview(bytes([_COMPLETE_TO]) * capacity)
-        self._cancel_run = memoryview(bytes([_CANCEL_TO]) * capacity)
+        self._complete_run = bytes([_COMPLETE_TO]) * capacity
+        self._cancel_run = bytes([_CANCEL_TO]) * capacity
         self._release_run = bytes([_RELEASE_TO]) * capacity
 
     def __repr__(self) -> str:
@@ -664,6 +676,10 @@ class Batch:
         if held == self.capacity:
             # Every slot is FILLED (len(order) counts them): one constant run, no temporary.
             states[start:end] = self._release_run
+        elif states.startswith(self._complete_run[:held], start):
+            # The FILLED slots are the first ``held`` of the run (every recv_batch leaves them
+            # so, and so does appending to an empty batch): O(held), not O(capacity).
+            states[start : start + held] = self._release_run[:held]
         else:
             states[start:end] = states[start:end].translate(_RELEASE_TABLE)
         del self.order[:]
@@ -682,9 +698,10 @@ class Batch:
             ((0, 4), 4)
         """
         self._check_active()
-        if self.pool.states.count(_POST_FROM, self.start, self._end) != self.capacity:
+        states = self.pool.states
+        if not states.startswith(self._free_run, self.start):
             raise self._bulk_error(SlotOp.POST, _POST_FROM, self.start)
-        self.pool.states[self.start : self._end] = self._post_run
+        states[self.start : self._end] = self._post_run
         return self._span
 
     def commit_receive(self, filled: int) -> None:
@@ -706,17 +723,21 @@ class Batch:
             raise ValueError(f"filled must be an int from 0 to {capacity}, got {filled!r}")
         states = self.pool.states
         start, end = self.start, self._end
-        middle = start + filled
-        if states.count(_COMPLETE_FROM, start, middle) != filled:
-            raise self._bulk_error(SlotOp.COMPLETE, _COMPLETE_FROM, start, middle)
-        if states.count(_CANCEL_FROM, middle, end) != capacity - filled:
+        # COMPLETE and CANCEL both leave POSTED, so one memcmp checks the whole run.
+        if not states.startswith(self._post_run, start):
+            middle = start + filled
+            if states.count(_COMPLETE_FROM, start, middle) != filled:
+                raise self._bulk_error(SlotOp.COMPLETE, _COMPLETE_FROM, start, middle)
             raise self._bulk_error(SlotOp.CANCEL, _CANCEL_FROM, middle)
         if filled == capacity:
             states[start:end] = self._complete_run
             self.order[:] = self._indices
         else:
-            states[start:middle] = self._complete_run[:filled]
-            states[middle:end] = self._cancel_run[: capacity - filled]
+            # CANCEL the whole run, then COMPLETE its first ``filled``: two constant-source
+            # assignments, no slice of a capacity-sized run.
+            states[start:end] = self._cancel_run
+            if filled:
+                states[start : start + filled] = self._complete_run[:filled]
             # order is empty here: every slot was POSTED, so none was FILLED.
             self.order[:] = self._indices[:filled]
 
