@@ -15,7 +15,7 @@ Rules this module obeys:
 * Counters are C integers; ``stats`` builds the core's ``StatsSnapshot`` on demand.
 """
 
-from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_FORMAT
 from cpython.exc cimport PyErr_CheckSignals
 from libc.errno cimport errno, EINTR, EAGAIN
 from libc.stdint cimport uint16_t, uint32_t, uint64_t
@@ -161,6 +161,16 @@ cdef class UdpSocket(OwnedDescriptor):
     cdef iovec *_riov
     cdef sockaddr_in6 *_rnames
     cdef unsigned char *_rcontrol
+    # What the recvmmsg vectors point at: entries [0, _rprepared) aim at the slots from
+    # _rprep_first of the pool memory at _rprep_memory. The kernel writes back only the headers
+    # of messages it filled, so a call re-arms just the first _rdirty entries: a 1,024-slot
+    # batch that receives one datagram costs O(1) here, not O(1,024).
+    cdef unsigned int _rprepared
+    cdef unsigned int _rdirty
+    cdef unsigned char *_rprep_memory
+    cdef Py_ssize_t _rprep_first
+    cdef Py_ssize_t _rprep_slot_size
+    cdef bint _rprep_control
     cdef unsigned int _send_cap
     cdef mmsghdr *_smsgs
     cdef iovec *_siov
@@ -207,6 +217,8 @@ cdef class UdpSocket(OwnedDescriptor):
         self._rnames = NULL
         self._rcontrol = NULL
         self._recv_cap = 0
+        self._rprepared = 0
+        self._rdirty = 0
 
     cdef void _free_send(self) noexcept:
         free(self._smsgs)
@@ -361,6 +373,41 @@ cdef class UdpSocket(OwnedDescriptor):
         finally:
             self._leave()
 
+    cdef void _arm_recv(self, unsigned char *memory, Py_ssize_t first, Py_ssize_t slot_size,
+                        unsigned int vlen, bint want_control) noexcept:
+        """Point recvmmsg entries [0, vlen) at slots first.. and reset what the kernel wrote."""
+        cdef unsigned int i, reset
+        cdef msghdr *hdr
+        if (memory != self._rprep_memory or first != self._rprep_first
+                or slot_size != self._rprep_slot_size or want_control != self._rprep_control):
+            self._rprepared = 0
+            self._rdirty = 0
+            self._rprep_memory = memory
+            self._rprep_first = first
+            self._rprep_slot_size = slot_size
+            self._rprep_control = want_control
+        reset = self._rdirty if self._rdirty < self._rprepared else self._rprepared
+        for i in range(reset):
+            hdr = &self._rmsgs[i].msg_hdr
+            hdr.msg_namelen = sizeof(sockaddr_in6)
+            hdr.msg_flags = 0
+            hdr.msg_controllen = RECV_CONTROL if want_control else 0
+        self._rdirty = 0
+        for i in range(self._rprepared, vlen):
+            self._riov[i].iov_base = memory + (first + i) * slot_size
+            self._riov[i].iov_len = slot_size
+            hdr = &self._rmsgs[i].msg_hdr
+            hdr.msg_namelen = sizeof(sockaddr_in6)
+            hdr.msg_flags = 0
+            if want_control:
+                hdr.msg_control = self._rcontrol + i * RECV_CONTROL
+                hdr.msg_controllen = RECV_CONTROL
+            else:
+                hdr.msg_control = NULL
+                hdr.msg_controllen = 0
+        if vlen > self._rprepared:
+            self._rprepared = vlen
+
     cdef Py_ssize_t _recv_batch(self, int fd, object batch) except -1:
         cdef _PoolView view
         cdef Py_ssize_t first, posted, slot, slot_size
@@ -395,18 +442,7 @@ cdef class UdpSocket(OwnedDescriptor):
                 return 0
             self._reserve_recv(vlen)
             slot_size = view.slot_size
-            for i in range(vlen):
-                self._riov[i].iov_base = view.memory + (first + i) * slot_size
-                self._riov[i].iov_len = slot_size
-                hdr = &self._rmsgs[i].msg_hdr
-                hdr.msg_namelen = sizeof(sockaddr_in6)
-                hdr.msg_flags = 0
-                if want_control:
-                    hdr.msg_control = self._rcontrol + i * RECV_CONTROL
-                    hdr.msg_controllen = RECV_CONTROL
-                else:
-                    hdr.msg_control = NULL
-                    hdr.msg_controllen = 0
+            self._arm_recv(view.memory, first, slot_size, vlen, want_control)
             while True:
                 with nogil:
                     # MSG_TRUNC: msg_len is the datagram's true length even when it was cut.
@@ -417,6 +453,9 @@ cdef class UdpSocket(OwnedDescriptor):
                     break
                 PyErr_CheckSignals()
             self._recv_calls += 1
+            # The kernel wrote back the headers of the n messages it filled; count one more in
+            # case the failing one was touched too.
+            self._rdirty = vlen if n < 0 or <unsigned int>n >= vlen else <unsigned int>n + 1
             if n < 0:
                 batch.commit_receive(0)
                 committed = True
@@ -498,7 +537,8 @@ cdef class UdpSocket(OwnedDescriptor):
 
     cdef Py_ssize_t _send_from_batch(self, int fd, object batch, Py_ssize_t start) except -1:
         cdef _PoolView view
-        cdef const unsigned int[::1] order
+        cdef Py_buffer order_buf
+        cdef const unsigned int *order
         cdef Py_ssize_t total, requested, slot
         cdef unsigned int vlen, i, length, seg
         cdef int rc
@@ -511,50 +551,59 @@ cdef class UdpSocket(OwnedDescriptor):
         if view is None or not view.matches(pool):
             view = _PoolView(pool)
             self._send_view = view
-        total = len(batch)
-        if start < 0 or start > total:
-            raise IndexError(f"start must be 0..{total}, got {start}")
-        requested = total - start
-        if requested == 0:
-            return 0
-        order = batch.order
-        if order.shape[0] < total:
-            raise RuntimeError("batch.order is shorter than the batch")
-        vlen = <unsigned int>(requested if requested < HORIZON_MAX_MMSG else HORIZON_MAX_MMSG)
-        self._reserve_send(vlen)
-        for i in range(vlen):
-            slot = order[start + i]
-            if slot >= view.slot_count:
-                raise RuntimeError(f"batch.order names slot {slot} outside the pool")
-            length = view.lengths[slot]
-            if length > <unsigned int>view.slot_size:
-                raise RuntimeError(f"slot {slot} has length {length} > slot size")
-            self._siov[i].iov_base = view.memory + slot * view.slot_size
-            self._siov[i].iov_len = length
-            hdr = &self._smsgs[i].msg_hdr
-            hdr.msg_flags = 0
-            rc = unpack_sockaddr(view.addresses + slot * PACKED_SIZE, self._family,
-                                 &self._snames[i], &hdr.msg_namelen)
-            if rc < 0:
-                if i == 0:
-                    raise ValueError(f"slot {slot} holds an invalid packed address")
-                vlen = i  # send what precedes it; the next call reports the bad slot
-                break
-            hdr.msg_name = &self._snames[i] if rc == 0 else NULL
-            seg = view.segment_sizes[slot]
-            if seg > 0 and seg < length:
-                # Re-segment a GRO buffer on the way out (UDP GSO, per message).
-                hdr.msg_control = self._scontrol + i * SEND_CONTROL
-                hdr.msg_controllen = CMSG_SPACE(sizeof(uint16_t))
-                cm = CMSG_FIRSTHDR(hdr)
-                cm.cmsg_level = SOL_UDP
-                cm.cmsg_type = UDP_SEGMENT
-                cm.cmsg_len = CMSG_LEN(sizeof(uint16_t))
-                seg16 = <uint16_t>seg
-                memcpy(CMSG_DATA(cm), &seg16, sizeof(uint16_t))
-            else:
-                hdr.msg_control = NULL
-                hdr.msg_controllen = 0
+        # A raw buffer, not a typed memoryview: acquiring one of those costs more than the
+        # sendmmsg of a small batch. len(batch) is len(batch.order) by definition.
+        PyObject_GetBuffer(batch.order, &order_buf, PyBUF_FORMAT)
+        try:
+            if order_buf.itemsize != sizeof(unsigned int) or order_buf.format == NULL \
+                    or order_buf.format[0] != b'I' or order_buf.format[1] != 0:
+                raise TypeError("batch.order must be an array('I')")
+            order = <const unsigned int *>order_buf.buf
+            total = order_buf.len // sizeof(unsigned int)
+            if start < 0 or start > total:
+                raise IndexError(f"start must be 0..{total}, got {start}")
+            requested = total - start
+            if requested == 0:
+                return 0
+            vlen = <unsigned int>(requested if requested < HORIZON_MAX_MMSG else HORIZON_MAX_MMSG)
+            self._reserve_send(vlen)
+            for i in range(vlen):
+                slot = order[start + i]
+                if slot >= view.slot_count:
+                    raise RuntimeError(f"batch.order names slot {slot} outside the pool")
+                length = view.lengths[slot]
+                if length > <unsigned int>view.slot_size:
+                    raise RuntimeError(f"slot {slot} has length {length} > slot size")
+                self._siov[i].iov_base = view.memory + slot * view.slot_size
+                self._siov[i].iov_len = length
+                hdr = &self._smsgs[i].msg_hdr
+                hdr.msg_flags = 0
+                rc = unpack_sockaddr(view.addresses + slot * PACKED_SIZE, self._family,
+                                     &self._snames[i], &hdr.msg_namelen)
+                if rc < 0:
+                    if i == 0:
+                        raise ValueError(f"slot {slot} holds an invalid packed address")
+                    vlen = i  # send what precedes it; the next call reports the bad slot
+                    break
+                hdr.msg_name = &self._snames[i] if rc == 0 else NULL
+                seg = view.segment_sizes[slot]
+                if seg > 0 and seg < length:
+                    # Re-segment a GRO buffer on the way out (UDP GSO, per message).
+                    hdr.msg_control = self._scontrol + i * SEND_CONTROL
+                    hdr.msg_controllen = CMSG_SPACE(sizeof(uint16_t))
+                    cm = CMSG_FIRSTHDR(hdr)
+                    cm.cmsg_level = SOL_UDP
+                    cm.cmsg_type = UDP_SEGMENT
+                    cm.cmsg_len = CMSG_LEN(sizeof(uint16_t))
+                    seg16 = <uint16_t>seg
+                    memcpy(CMSG_DATA(cm), &seg16, sizeof(uint16_t))
+                else:
+                    hdr.msg_control = NULL
+                    hdr.msg_controllen = 0
+        finally:
+            # The order array may be resized (by another thread's release) once this returns:
+            # nothing below reads it.
+            PyBuffer_Release(&order_buf)
         return self._sendmmsg(fd, vlen, requested)
 
     cdef Py_ssize_t _send_pairs(self, int fd, object datagrams, Py_ssize_t start) except -1:

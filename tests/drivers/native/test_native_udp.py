@@ -170,6 +170,64 @@ def test_batches_of_different_pools_interleave(sockets: Callable[..., UdpSocket]
             assert tx.recv_from(bytearray(4))[0] == 2
 
 
+def test_batches_of_one_pool_land_in_their_own_slots(sockets: Callable[..., UdpSocket]) -> None:
+    # The socket keeps its recvmmsg vectors aimed at the last batch's slots between calls; a
+    # batch elsewhere in the same pool (or with fewer slots) must re-aim them.
+    rx, tx = sockets("127.0.0.1:0"), sockets("127.0.0.1:0")
+    pool = BufferPool(16, 64)
+    batches = [pool.batch(8), pool.batch(3), pool.batch(5)]
+    for round_ in range(3):
+        for i, batch in enumerate(batches):
+            payloads = [bytes([round_, i, k]) for k in range(min(2, batch.capacity))]
+            for payload in payloads:
+                tx.send_to(payload, rx.local_address)
+            got: list[bytes] = []
+            for _ in range(len(payloads)):  # bounded: one datagram per wait at worst
+                wait_readable(rx)
+                rx.recv_batch(batch)
+                got.extend(bytes(batch.payload(j)) for j in range(len(batch)))
+                assert all(batch.start <= batch.slot(j) < batch.start + batch.capacity
+                           for j in range(len(batch)))
+                batch.release()
+                if len(got) == len(payloads):
+                    break
+            assert got == payloads
+            assert pool.slot_view(batch.start)[:3] == payloads[0]
+    pool.check_invariants()
+
+
+def test_control_messages_survive_receives_without_them(sockets: Callable[..., UdpSocket]) -> None:
+    # A datagram without control messages makes the kernel write msg_controllen = 0 back into
+    # its header; the next call must re-arm it, or a later drop count would go unseen.
+    rx = sockets("127.0.0.1:0", NetConfig(recv_buf=4096))
+    tx = sockets("127.0.0.1:0")
+    pool = BufferPool(4, 128)
+    batch = pool.batch(4)
+    for _ in range(3):  # calls whose datagrams carry no SO_RXQ_OVFL message
+        tx.send_to(b"quiet", rx.local_address)
+        wait_readable(rx)
+        assert rx.recv_batch(batch) == 1
+        batch.release()
+    assert rx.stats.kernel_drops == 0
+    for _ in range(200):  # overflow the 4 KiB queue
+        tx.send_to(b"x" * 64, rx.local_address)
+    for _ in range(200):  # bounded: each call takes at least one datagram
+        try:
+            rx.recv_batch(batch)
+        except BlockingIOError:
+            break
+        batch.release()
+    else:
+        pytest.fail("the receive queue never drained")
+    tx.send_to(b"last", rx.local_address)  # carries the drop count
+    wait_readable(rx)
+    assert rx.recv_batch(batch) == 1
+    batch.release()
+    drops = rx.stats.kernel_drops
+    assert drops is not None
+    assert drops > 0
+
+
 def test_would_block_leaves_the_batch_empty(sockets: Callable[..., UdpSocket]) -> None:
     rx = sockets("127.0.0.1:0")
     pool = BufferPool(8, 64)
