@@ -105,6 +105,14 @@ cdef class Runtime:
     cdef epoll_event *_events
     cdef long long _spin_ns
     cdef object _slab
+    # Bumped before every deregistration and on close: a wait during which it did not move can
+    # only have returned live tokens (epoll reports only what is in its interest set), so
+    # poll_once skips the per-event slab lookup on that, the common, path.
+    cdef unsigned long long _removals
+    # Set once a source was deregistered after its descriptor was closed: epoll keeps such an
+    # entry while any duplicate of the descriptor lives, and it can report the dead token at any
+    # later time, so from then on every event is checked against the slab.
+    cdef bint _orphans
     cdef object _default_timeout
     cdef readonly object config
     cdef object __weakref__
@@ -262,6 +270,7 @@ cdef class Runtime:
         cdef int epfd = self._enter("deregister from")
         try:
             source, fd = self._slab.get(token)
+            self._removals += 1
             try:
                 still_open = source.fileno() == fd
             except (OSError, ValueError):
@@ -273,6 +282,10 @@ cdef class Runtime:
                         err = errno
                 if rc != 0 and err != ENOENT and err != EBADF:
                     raise_errno(err, "epoll_ctl(DEL)")
+                if rc != 0 and err == EBADF:
+                    self._orphans = True
+            else:
+                self._orphans = True
             self._slab.remove(token)
         finally:
             self._leave()
@@ -291,6 +304,8 @@ cdef class Runtime:
         cdef int bits
         cdef uint64_t data
         cdef eventfd_t drained
+        cdef unsigned long long removals
+        cdef bint check_live
         cdef int epfd = self._enter("poll")
         try:
             if self._polling:
@@ -307,6 +322,7 @@ cdef class Runtime:
                     timeout_ns = _MAX_TIMEOUT_NS
                 else:
                     timeout_ns = <long long>_math.ceil(seconds * 1e9)
+            removals = self._removals
             self._polling = True
             try:
                 n = self._wait(epfd, timeout_ns)
@@ -314,13 +330,14 @@ cdef class Runtime:
                 self._polling = False
             events = []
             slab = self._slab
+            check_live = self._orphans or self._removals != removals
             for i in range(n if n <= self._max_events else self._max_events):
                 data = self._events[i].data.u64
                 if data == WAKER_DATA:
                     eventfd_read(self._wakefd, &drained)
                     continue
                 token = data
-                if token not in slab:
+                if check_live and token not in slab:
                     continue
                 flags = self._events[i].events
                 bits = 0
@@ -444,6 +461,7 @@ cdef class Runtime:
         if self._closed:
             return
         self._closed = True
+        self._removals += 1
         self._slab = Slab()
         if self._busy == 0:
             self._close_descriptors()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import select
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -150,6 +153,26 @@ def test_deregistering_a_closed_socket_spares_the_reused_descriptor(runtime: Run
         new = runtime.register(second, Interest.WRITABLE)
         runtime.deregister(old)
         assert runtime.poll_once(0) == [Event(new, Readiness.WRITABLE)]
+
+
+def test_no_event_for_a_closed_source_whose_descriptor_lives_on_in_a_dup(runtime: Runtime) -> None:
+    # epoll keys an entry on the open file, not the number: closing the socket while a dup of
+    # its descriptor lives keeps the entry (and its token) in the kernel's interest set, where
+    # deregister() can no longer reach it. Its events must still never surface.
+    sock = UdpSocket.bind("127.0.0.1:0")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        token = runtime.register(sock, Interest.READABLE)
+        dup = os.dup(sock.fileno())
+        try:
+            address = sock.local_address
+            sock.close()
+            runtime.deregister(token)
+            sender.sendto(b"x", (str(address.host), address.port))
+            assert select.select([dup], [], [], WAIT)[0], "the datagram never arrived"
+            for _ in range(3):
+                assert runtime.poll_once(0) == []
+        finally:
+            os.close(dup)
 
 
 @pytest.mark.timeout(30)
