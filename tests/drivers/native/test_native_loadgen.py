@@ -73,6 +73,47 @@ def test_busy_wait_window_of_one(echo_server: str) -> None:
     assert "rtt_ns" not in result
 
 
+@pytest.mark.parametrize("gso", [True, False])
+def test_gso_bursts_reach_the_server_as_separate_datagrams(gso: bool) -> None:
+    # The generator's GSO sends must be invisible to the server: every datagram it reads is
+    # one payload_size datagram with its own sequence number.
+    sizes: list[int] = []
+    sequence: list[bytes] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(0.05)
+        stop = threading.Event()
+
+        def serve() -> None:
+            while not stop.is_set():
+                try:
+                    data, address = sock.recvfrom(65536)
+                except TimeoutError:
+                    continue
+                sizes.append(len(data))
+                sequence.append(data[:8])
+                sock.sendto(data, address)
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        try:
+            result = run_udp_load(f"127.0.0.1:{sock.getsockname()[1]}", duration=0.2, warmup=0.0,
+                                  window=128, payload_size=100, gso=gso)
+        finally:
+            stop.set()
+            thread.join()
+    assert result["gso"] is gso
+    assert result["total_received"] > 0
+    assert sizes
+    assert set(sizes) == {100}
+    assert len(set(sequence)) == len(sequence)  # no datagram twice, none merged
+
+
+def test_window_of_one_never_uses_gso(echo_server: str) -> None:
+    result = run_udp_load(echo_server, duration=0.05, warmup=0.0, window=1)
+    assert result["gso"] is False
+
+
 def test_no_server_counts_losses_instead_of_hanging() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))

@@ -31,6 +31,7 @@ def run_udp_load(
     max_samples: int = 2000000,
     socket_buffer: int = 4194304,
     quantiles: Iterable[float] | None = None,
+    gso: bool = True,
 ) -> dict[str, Any]: ...
 def run_tcp_throughput(
     target: AddressLike,
