@@ -4,7 +4,9 @@ Throughput mode (64-byte datagrams, ``--window`` 256 outstanding). Servers, each
 process pinned to ``--server-cpu``:
 
 * ``native``  — ``horizon_drivers.native``: ``recv_batch``/``send_batch`` (one recvmmsg and one
-  sendmmsg per batch, straight into a BufferPool), waiting in the epoll Runtime when idle;
+  sendmmsg per batch, straight into a BufferPool), waiting in the epoll Runtime when idle; the
+  replies to one client go out as UDP GSO messages (``NetConfig.udp_gso_batch``, the default);
+* ``native-plain`` — the same server with ``udp_gso_batch=False``: one message per datagram;
 * ``stdlib``  — a blocking ``socket.recvfrom``/``sendto`` loop;
 * ``uvloop``  — a uvloop ``DatagramProtocol`` that ``sendto``s each datagram back.
 
@@ -14,9 +16,11 @@ epoll before blocking) against the same server blocking in epoll; the client spi
 
 Every server socket gets the same receive/send buffers (``--buffer``). The load generator is the
 native C one (``horizon_drivers.native._linux_loadgen``: recvmmsg/sendmmsg, GIL released for the
-whole run), in this process, pinned to ``--client-cpu``. It busy-waits for replies (as lean as it
-gets: no sleep and wake-up per batch), so the server, not the generator, is the limit; with
-``--client-sleep`` it sleeps in poll() and, on a 2-core VM, becomes the bottleneck itself.
+whole run), in this process, pinned to ``--client-cpu``. It busy-waits for replies (no sleep and
+wake-up per batch), refills its window in bursts and sends each burst as UDP GSO messages, so
+its cost per datagram is well below any server's and the server, not the generator, is the
+limit. With ``--client-sleep`` it sleeps in poll() instead and, on a 2-core VM, becomes the
+bottleneck itself.
 Rounds are interleaved so machine noise hits every server alike; tables show the median and best
 round and the server's CPU use (replies per server CPU-second is steadier than replies per second
 on a shared machine).
@@ -45,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-THROUGHPUT_SERVERS = ("native", "stdlib", "uvloop")
+THROUGHPUT_SERVERS = ("native", "native-plain", "stdlib", "uvloop")
 RTT_SERVERS = ("native-spin", "native-blocking")
 
 
@@ -76,13 +80,15 @@ def _report_on_sigterm(extra: Callable[[], dict[str, Any]] = dict) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def serve_native(buffer: int, spin_budget: int | None) -> None:
+def serve_native(buffer: int, spin_budget: int | None, gso: bool = True) -> None:
     from horizon_core.buffers import BufferPool
     from horizon_core.config import NetConfig
     from horizon_core.events import Interest
     from horizon_drivers import native
 
-    config = NetConfig(recv_buf=buffer, send_buf=buffer, spin_budget=spin_budget)
+    config = NetConfig(
+        recv_buf=buffer, send_buf=buffer, spin_budget=spin_budget, udp_gso_batch=gso
+    )
     sock = native.bind_udp("127.0.0.1:0", config)
     rt = native.runtime(config)
     rt.register(sock, Interest.READABLE)
@@ -160,6 +166,8 @@ def serve_uvloop(buffer: int) -> None:
 def _serve(kind: str, buffer: int, spin: int) -> None:
     if kind in ("native", "native-blocking"):
         serve_native(buffer, None)
+    elif kind == "native-plain":
+        serve_native(buffer, None, gso=False)
     elif kind == "native-spin":
         serve_native(buffer, spin)
     elif kind == "stdlib":
@@ -276,12 +284,12 @@ def _print_throughput(rows: list[dict[str, Any]], args: argparse.Namespace) -> N
         f"load generator CPU {args.client_cpu})"
     )
     print(
-        f"{'server':<10} {'median/s':>12} {'best/s':>12} {'vs stdlib':>10} {'vs uvloop':>10}"
+        f"{'server':<12} {'median/s':>12} {'best/s':>12} {'vs stdlib':>10} {'vs uvloop':>10}"
         f" {'per CPU-s':>12} {'lost':>8}"
     )
     for row in rows:
         print(
-            f"{row['server']:<10} {row['median_rate']:>12,.0f} {row['best_rate']:>12,.0f} "
+            f"{row['server']:<12} {row['median_rate']:>12,.0f} {row['best_rate']:>12,.0f} "
             f"{row.get('vs_stdlib', 0):>9.2f}x {row.get('vs_uvloop', 0):>9.2f}x "
             f"{row['per_server_cpu_second']:>12,.0f} {row['lost']:>8}"
         )

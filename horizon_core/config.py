@@ -139,7 +139,9 @@ class NetConfig:
     * ``tos`` (None; 0..255), ``ttl`` (None; 1..255), ``ipv6_only`` (None; bool or None),
       ``hop_limit`` (None; 1..255)
     * ``tcp_backlog`` (1024; 0..65535), ``udp_gso_segment`` (None; bytes 1..65507),
-      ``udp_gro`` (False), ``rx_drop_counter`` (True)
+      ``udp_gro`` (False), ``rx_drop_counter`` (True), ``udp_gso_batch`` (True; bool: the native
+      driver's batch sends, and the aio driver's on Linux, coalesce runs of equal-size datagrams
+      to one peer into UDP GSO sends; other drivers send datagram by datagram)
     * ``poll_timeout`` (None = block; seconds >= 0), ``spin_budget`` (None; µs 0..1_000_000)
     * ``best_effort`` (empty): field names whose refusal by the kernel is reported, not raised
 
@@ -174,6 +176,7 @@ class NetConfig:
     udp_gso_segment: int | None = _setting(None, _Rule("bytes", True, 1, 65507, "UDP_SEGMENT"))
     udp_gro: bool = _setting(False, _Rule("flag", False, note="UDP_GRO"))
     rx_drop_counter: bool = _setting(True, _Rule("flag", False, note="SO_RXQ_OVFL"))
+    udp_gso_batch: bool = _setting(True, _Rule("flag", False, note="UDP GSO in batch sends"))
     poll_timeout: float | None = _setting(None, _Rule("seconds", True))
     spin_budget: int | None = _setting(
         None, _Rule("micros", True, 0, 1_000_000, "busy-wait before blocking")

@@ -424,7 +424,7 @@ _RULES: Final[tuple[_Rule, ...]] = (
 )
 
 #: The NetConfig fields that map to socket options. The others (tcp_backlog, poll_timeout,
-#: spin_budget, best_effort) are runtime settings: they never appear in a plan.
+#: spin_budget, udp_gso_batch, best_effort) are runtime settings: they never appear in a plan.
 OPTION_FIELDS: Final[tuple[str, ...]] = tuple(dict.fromkeys(rule.field for rule in _RULES))
 
 # What each bool field's socket gets when nobody sets the option. A bool equal to this asked for

@@ -13,14 +13,20 @@ Rules this module obeys:
   packed peer addresses go straight into the pool's arrays through typed memoryviews. Counts from
   the caller and from the kernel are checked before they index anything.
 * Counters are C integers; ``stats`` builds the core's ``StatsSnapshot`` on demand.
+* With ``NetConfig.udp_gso_batch`` (the default) a batch send coalesces each run of datagrams to
+  one peer whose lengths are equal (the last may be shorter) into one UDP GSO message: the
+  kernel walks its send path once per run and cuts the run into the same datagrams on the way
+  out. Counts, partial sends and statistics stay per datagram. A kernel or device without GSO
+  turns coalescing off for the socket, a segment larger than the path MTU (EMSGSIZE) stops
+  coalescing datagrams that large; either way the batch is sent again as plain messages, nothing is lost.
 """
 
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_FORMAT
 from cpython.exc cimport PyErr_CheckSignals
-from libc.errno cimport errno, EINTR, EAGAIN
+from libc.errno cimport errno, EINTR, EAGAIN, EINVAL, EIO, EMSGSIZE, EOPNOTSUPP, ENOPROTOOPT
 from libc.stdint cimport uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
-from libc.string cimport memcpy, memset
+from libc.string cimport memcmp, memcpy, memset
 from posix.uio cimport iovec
 
 from horizon_drivers.native.sys_socket cimport (
@@ -55,6 +61,10 @@ cdef enum:
     RECV_CONTROL = 64
     # Room for one UDP_SEGMENT (u16) control message per sent datagram.
     SEND_CONTROL = 32
+    # One GSO send carries at most this many segments (UDP_MAX_SEGMENTS: 64 before Linux 6.9)
+    # and this many bytes (a UDP datagram's largest payload over IPv4).
+    GSO_MAX_SEGMENTS = 64
+    GSO_MAX_BYTES = 65507
 
 assert HISTOGRAM_BUCKETS == BUCKETS, "horizon_core.stats.HISTOGRAM_BUCKETS changed"
 
@@ -177,6 +187,12 @@ cdef class UdpSocket(OwnedDescriptor):
     cdef sockaddr_in6 *_snames
     cdef unsigned char *_scontrol
     cdef Py_buffer *_sbufs
+    # GSO messages built over the plain ones: _gmsgs[k] sends _gcounts[k] datagrams whose
+    # iovecs are consecutive in _siov. _gso_limit is the largest datagram coalesced (0: none).
+    cdef mmsghdr *_gmsgs
+    cdef unsigned int *_gcounts
+    cdef unsigned char *_gcontrol
+    cdef unsigned int _gso_limit
     # counters
     cdef uint64_t _datagrams_received, _bytes_received, _datagrams_sent, _bytes_sent
     cdef uint64_t _truncated, _recv_calls, _send_calls, _would_block, _partial_sends, _errors
@@ -192,6 +208,7 @@ cdef class UdpSocket(OwnedDescriptor):
         cdef int value = 0
         cdef socklen_t length = sizeof(value)
         self._adopt(sock, _socket.SOCK_DGRAM, options, config)
+        self._gso_limit = GSO_MAX_BYTES // 2 if self.config.udp_gso_batch else 0
         # Ask the kernel what it enabled rather than trusting the config: an option the kernel
         # refused (recorded in the report) must not make us parse control messages it never sends.
         if getsockopt(self._fd, SOL_SOCKET, SO_RXQ_OVFL, &value, &length) == 0 and value:
@@ -226,11 +243,17 @@ cdef class UdpSocket(OwnedDescriptor):
         free(self._snames)
         free(self._scontrol)
         free(self._sbufs)
+        free(self._gmsgs)
+        free(self._gcounts)
+        free(self._gcontrol)
         self._smsgs = NULL
         self._siov = NULL
         self._snames = NULL
         self._scontrol = NULL
         self._sbufs = NULL
+        self._gmsgs = NULL
+        self._gcounts = NULL
+        self._gcontrol = NULL
         self._send_cap = 0
 
     cdef int _reserve_recv(self, unsigned int count) except -1:
@@ -262,7 +285,11 @@ cdef class UdpSocket(OwnedDescriptor):
         self._snames = <sockaddr_in6 *>calloc(count, sizeof(sockaddr_in6))
         self._scontrol = <unsigned char *>calloc(count, SEND_CONTROL)
         self._sbufs = <Py_buffer *>calloc(count, sizeof(Py_buffer))
-        if not (self._smsgs and self._siov and self._snames and self._scontrol and self._sbufs):
+        self._gmsgs = <mmsghdr *>calloc(count, sizeof(mmsghdr))
+        self._gcounts = <unsigned int *>calloc(count, sizeof(unsigned int))
+        self._gcontrol = <unsigned char *>calloc(count, SEND_CONTROL)
+        if not (self._smsgs and self._siov and self._snames and self._scontrol and self._sbufs
+                and self._gmsgs and self._gcounts and self._gcontrol):
             self._free_send()
             raise MemoryError("cannot allocate sendmmsg vectors")
         for i in range(count):
@@ -309,6 +336,22 @@ cdef class UdpSocket(OwnedDescriptor):
         cfg = config if config is not None else NetConfig()
         sock, report = open_udp_dual_stack(port, cfg)
         return cls(sock, report, cfg)
+
+    @property
+    def gso_max_segment(self):
+        """The longest datagram batch sends coalesce into UDP GSO messages; 0: they do not.
+
+        ``NetConfig.udp_gso_batch`` turns coalescing on. It falls to 0 once the kernel refuses
+        GSO on this socket's path, and below a size the path refused.
+
+        Example:
+            >>> from horizon_core.config import NetConfig
+            >>> from horizon_drivers.native import UdpSocket
+            >>> with UdpSocket.bind("127.0.0.1:0", NetConfig(udp_gso_batch=False)) as sock:
+            ...     sock.gso_max_segment
+            0
+        """
+        return self._gso_limit
 
     @property
     def family(self):
@@ -604,7 +647,7 @@ cdef class UdpSocket(OwnedDescriptor):
             # The order array may be resized (by another thread's release) once this returns:
             # nothing below reads it.
             PyBuffer_Release(&order_buf)
-        return self._sendmmsg(fd, vlen, requested)
+        return self._send_built(fd, vlen, requested)
 
     cdef Py_ssize_t _send_pairs(self, int fd, object datagrams, Py_ssize_t start) except -1:
         cdef Py_ssize_t total, requested
@@ -637,30 +680,128 @@ cdef class UdpSocket(OwnedDescriptor):
                     sockaddr_from_address(address, self._family, &self._snames[i],
                                           &hdr.msg_namelen)
                     hdr.msg_name = &self._snames[i]
-            return self._sendmmsg(fd, vlen, requested)
+            return self._send_built(fd, vlen, requested)
         finally:
             for i in range(acquired):
                 PyBuffer_Release(&self._sbufs[i])
 
+    cdef Py_ssize_t _send_built(self, int fd, unsigned int vlen, Py_ssize_t requested) except -1:
+        """Send the vlen plain messages built in _smsgs: as GSO runs where they coalesce."""
+        cdef unsigned int groups
+        cdef Py_ssize_t sent
+        if self._gso_limit and vlen > 1:
+            groups = self._coalesce(vlen)
+            if groups < vlen:
+                sent = self._send_groups(fd, groups, requested)
+                if sent >= 0:
+                    return sent
+        return self._sendmmsg(fd, vlen, requested)
+
+    cdef unsigned int _coalesce(self, unsigned int vlen) noexcept:
+        """Build _gmsgs from runs of _smsgs[:vlen] that one GSO send can carry; return how many."""
+        cdef unsigned int i = 0, j, k = 0, size, last, most
+        cdef msghdr *first
+        cdef msghdr *other
+        cdef msghdr *group
+        cdef cmsghdr *cm
+        cdef uint16_t seg16
+        while i < vlen:
+            first = &self._smsgs[i].msg_hdr
+            size = <unsigned int>self._siov[i].iov_len
+            j = i + 1
+            # A message with its own control (a GRO buffer re-segmented) goes alone, and GSO
+            # has no segment size of 0.
+            if 0 < size <= self._gso_limit and first.msg_control == NULL:
+                most = GSO_MAX_BYTES // size
+                if most > GSO_MAX_SEGMENTS:
+                    most = GSO_MAX_SEGMENTS
+                while j < vlen and j - i < most:
+                    other = &self._smsgs[j].msg_hdr
+                    last = <unsigned int>self._siov[j].iov_len
+                    if (last == 0 or last > size or other.msg_control != NULL
+                            or other.msg_namelen != first.msg_namelen
+                            or (first.msg_namelen != 0
+                                and memcmp(other.msg_name, first.msg_name, first.msg_namelen) != 0)):
+                        break
+                    j += 1
+                    if last < size:
+                        break  # only the last segment of a GSO send may be shorter
+            group = &self._gmsgs[k].msg_hdr
+            group.msg_name = first.msg_name
+            group.msg_namelen = first.msg_namelen
+            group.msg_iov = &self._siov[i]
+            group.msg_iovlen = j - i
+            group.msg_flags = 0
+            if j - i > 1:
+                group.msg_control = self._gcontrol + k * SEND_CONTROL
+                group.msg_controllen = CMSG_SPACE(sizeof(uint16_t))
+                cm = CMSG_FIRSTHDR(group)
+                cm.cmsg_level = SOL_UDP
+                cm.cmsg_type = UDP_SEGMENT
+                cm.cmsg_len = CMSG_LEN(sizeof(uint16_t))
+                seg16 = <uint16_t>size
+                memcpy(CMSG_DATA(cm), &seg16, sizeof(uint16_t))
+            else:
+                group.msg_control = first.msg_control
+                group.msg_controllen = first.msg_controllen
+            self._gcounts[k] = j - i
+            k += 1
+            i = j
+        return k
+
+    cdef Py_ssize_t _send_groups(self, int fd, unsigned int groups, Py_ssize_t requested) except -2:
+        """Send the GSO messages; return datagrams sent, or -1 when the kernel refused GSO."""
+        cdef int err = 0
+        cdef unsigned int i
+        cdef Py_ssize_t datagrams = 0
+        cdef uint64_t nbytes = 0
+        cdef int n = self._call_sendmmsg(fd, self._gmsgs, groups, &err)
+        if n < 0:
+            if self._gcounts[0] > 1 and (err == EMSGSIZE or err == EINVAL or err == EIO
+                                         or err == EOPNOTSUPP or err == ENOPROTOOPT):
+                # EIO (no checksum offload), EOPNOTSUPP, ENOPROTOOPT: no GSO on this socket's
+                # path at all. EMSGSIZE (EINVAL on older kernels): a segment this large does not
+                # fit the path MTU, and GSO never fragments; the plain resend fragments as usual.
+                # (A datagram bad for another reason fails that resend too, and raises there.)
+                if err == EMSGSIZE or err == EINVAL:
+                    self._gso_limit = <unsigned int>self._gmsgs[0].msg_hdr.msg_iov[0].iov_len - 1
+                else:
+                    self._gso_limit = 0
+                return -1
+            self._failed(err, "sendmmsg")
+        for i in range(<unsigned int>n):
+            datagrams += self._gcounts[i]
+            nbytes += self._gmsgs[i].msg_len
+        return self._account_sent(datagrams, nbytes, requested)
+
     cdef Py_ssize_t _sendmmsg(self, int fd, unsigned int vlen, Py_ssize_t requested) except -1:
-        cdef int n = 0, err = 0
+        cdef int err = 0
         cdef unsigned int i
         cdef uint64_t nbytes = 0
+        cdef int n = self._call_sendmmsg(fd, self._smsgs, vlen, &err)
+        if n < 0:
+            self._failed(err, "sendmmsg")
+        for i in range(<unsigned int>n):
+            nbytes += self._smsgs[i].msg_len
+        return self._account_sent(n, nbytes, requested)
+
+    cdef int _call_sendmmsg(self, int fd, mmsghdr *msgs, unsigned int vlen, int *err) except -2:
+        """sendmmsg, EINTR retried after signal handlers ran; -1 leaves the errno in err."""
+        cdef int n = 0
         while True:
             with nogil:
-                n = sendmmsg(fd, self._smsgs, vlen, MSG_DONTWAIT)
+                n = sendmmsg(fd, msgs, vlen, MSG_DONTWAIT)
                 if n < 0:
-                    err = errno
-            if n >= 0 or err != EINTR:
+                    err[0] = errno
+            if n >= 0 or err[0] != EINTR:
                 break
             PyErr_CheckSignals()
         self._send_calls += 1
-        if n < 0:
-            self._failed(err, "sendmmsg")
-        if <unsigned int>n > vlen:
-            n = vlen
-        for i in range(<unsigned int>n):
-            nbytes += self._smsgs[i].msg_len
+        if n > 0 and <unsigned int>n > vlen:
+            n = vlen  # never trust a count beyond what we passed
+        return n
+
+    cdef Py_ssize_t _account_sent(self, Py_ssize_t n, uint64_t nbytes, Py_ssize_t requested):
         self._datagrams_sent += n
         self._bytes_sent += nbytes
         if n < requested:

@@ -33,6 +33,7 @@ SPEC_DEFAULTS: dict[str, object] = {
     "udp_gso_segment": None,
     "udp_gro": False,
     "rx_drop_counter": True,
+    "udp_gso_batch": True,
     "poll_timeout": None,
     "spin_budget": None,
     "best_effort": frozenset(),
@@ -46,6 +47,7 @@ BOOL_FIELDS = [
     "prefer_busy_poll",
     "udp_gro",
     "rx_drop_counter",
+    "udp_gso_batch",
 ]
 
 # field -> (nullable, low, high) for the int fields of the spec table.

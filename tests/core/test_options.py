@@ -40,7 +40,9 @@ from horizon_core.options import (
 
 # -- strategies (horizon_core.strategies is written separately; this file needs only a few) ----
 
-NON_OPTION_FIELDS = frozenset({"tcp_backlog", "poll_timeout", "spin_budget", "best_effort"})
+NON_OPTION_FIELDS = frozenset(
+    {"tcp_backlog", "poll_timeout", "spin_budget", "udp_gso_batch", "best_effort"}
+)
 SETTING_NAMES = sorted(f.name for f in attrs.fields(NetConfig) if f.name != "best_effort")
 
 
