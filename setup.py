@@ -12,22 +12,50 @@ import sys
 from pathlib import Path
 
 from setuptools import Extension, setup
+from setuptools.command.build_py import build_py
 
 NATIVE = Path("horizon_drivers") / "native"
+# The stubs of the compiled modules live in typings/ (mypy_path) for the repository's own checks;
+# wheels carry them beside the extensions so installed users type-check against them too (PEP 561).
+STUBS = Path("typings") / NATIVE
 
 # Module-name prefix -> the platform it compiles for.
 PLATFORM_PREFIXES = {"_linux_": "linux", "_win_": "win32"}
 
 
-def _extensions() -> list[Extension]:
+def _platform_of(stem: str) -> str:
+    wanted = next((p for prefix, p in PLATFORM_PREFIXES.items() if stem.startswith(prefix)), None)
+    if wanted is None:
+        raise RuntimeError(f"{stem}: name must start with one of {sorted(PLATFORM_PREFIXES)}")
+    return wanted
+
+
+def _builds_here(stem: str) -> bool:
     target = "win32" if sys.platform == "win32" else sys.platform
+    return target.startswith(_platform_of(stem))
+
+
+class BuildPyWithStubs(build_py):
+    """build_py that also puts the stub of every extension built here next to it."""
+
+    def run(self) -> None:
+        super().run()
+        for stub in sorted(STUBS.glob("*.pyi")):
+            if not _builds_here(stub.stem):
+                continue
+            if not (NATIVE / f"{stub.stem}.pyx").exists():
+                raise RuntimeError(f"{stub}: no {stub.stem}.pyx for this stub")
+            target = Path(self.build_lib) / NATIVE / stub.name
+            self.mkpath(str(target.parent))
+            self.copy_file(str(stub), str(target))
+
+
+def _extensions() -> list[Extension]:
     exts: list[Extension] = []
     for pyx in sorted(NATIVE.glob("*.pyx")):
         stem = pyx.stem
-        wanted = next((p for prefix, p in PLATFORM_PREFIXES.items() if stem.startswith(prefix)), None)
-        if wanted is None:
-            raise RuntimeError(f"{pyx}: name must start with one of {sorted(PLATFORM_PREFIXES)}")
-        if not target.startswith(wanted):
+        wanted = _platform_of(stem)
+        if not _builds_here(stem):
             continue
         libraries = ["ws2_32"] if wanted == "win32" else []
         exts.append(
@@ -56,4 +84,4 @@ def _extensions() -> list[Extension]:
     )
 
 
-setup(ext_modules=_extensions())
+setup(ext_modules=_extensions(), cmdclass={"build_py": BuildPyWithStubs})
