@@ -79,6 +79,20 @@ cdef inline int _bucket(uint64_t n) noexcept nogil:
     return b if b < BUCKETS - 1 else BUCKETS - 1
 
 
+cdef inline void _attach_segment_size(msghdr *hdr, unsigned char *control,
+                                      unsigned int size) noexcept nogil:
+    """Make ``hdr`` a UDP GSO send: one UDP_SEGMENT control message in ``control``."""
+    cdef cmsghdr *cm
+    cdef uint16_t size16 = <uint16_t>size
+    hdr.msg_control = control
+    hdr.msg_controllen = CMSG_SPACE(sizeof(uint16_t))
+    cm = CMSG_FIRSTHDR(hdr)
+    cm.cmsg_level = SOL_UDP
+    cm.cmsg_type = UDP_SEGMENT
+    cm.cmsg_len = CMSG_LEN(sizeof(uint16_t))
+    memcpy(CMSG_DATA(cm), &size16, sizeof(uint16_t))
+
+
 cdef class _PoolView:
     """Raw pointers into one BufferPool's memory and metadata arrays.
 
@@ -586,8 +600,6 @@ cdef class UdpSocket(OwnedDescriptor):
         cdef unsigned int vlen, i, length, seg
         cdef int rc
         cdef msghdr *hdr
-        cdef cmsghdr *cm
-        cdef uint16_t seg16
 
         pool = batch.pool
         view = self._send_view
@@ -632,14 +644,7 @@ cdef class UdpSocket(OwnedDescriptor):
                 seg = view.segment_sizes[slot]
                 if seg > 0 and seg < length:
                     # Re-segment a GRO buffer on the way out (UDP GSO, per message).
-                    hdr.msg_control = self._scontrol + i * SEND_CONTROL
-                    hdr.msg_controllen = CMSG_SPACE(sizeof(uint16_t))
-                    cm = CMSG_FIRSTHDR(hdr)
-                    cm.cmsg_level = SOL_UDP
-                    cm.cmsg_type = UDP_SEGMENT
-                    cm.cmsg_len = CMSG_LEN(sizeof(uint16_t))
-                    seg16 = <uint16_t>seg
-                    memcpy(CMSG_DATA(cm), &seg16, sizeof(uint16_t))
+                    _attach_segment_size(hdr, self._scontrol + i * SEND_CONTROL, seg)
                 else:
                     hdr.msg_control = NULL
                     hdr.msg_controllen = 0
@@ -703,8 +708,6 @@ cdef class UdpSocket(OwnedDescriptor):
         cdef msghdr *first
         cdef msghdr *other
         cdef msghdr *group
-        cdef cmsghdr *cm
-        cdef uint16_t seg16
         while i < vlen:
             first = &self._smsgs[i].msg_hdr
             size = <unsigned int>self._siov[i].iov_len
@@ -733,14 +736,7 @@ cdef class UdpSocket(OwnedDescriptor):
             group.msg_iovlen = j - i
             group.msg_flags = 0
             if j - i > 1:
-                group.msg_control = self._gcontrol + k * SEND_CONTROL
-                group.msg_controllen = CMSG_SPACE(sizeof(uint16_t))
-                cm = CMSG_FIRSTHDR(group)
-                cm.cmsg_level = SOL_UDP
-                cm.cmsg_type = UDP_SEGMENT
-                cm.cmsg_len = CMSG_LEN(sizeof(uint16_t))
-                seg16 = <uint16_t>size
-                memcpy(CMSG_DATA(cm), &seg16, sizeof(uint16_t))
+                _attach_segment_size(group, self._gcontrol + k * SEND_CONTROL, size)
             else:
                 group.msg_control = first.msg_control
                 group.msg_controllen = first.msg_controllen
