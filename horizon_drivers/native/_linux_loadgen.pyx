@@ -1,10 +1,11 @@
 # cython: embedsignature.format=clinic
 """A lean UDP and TCP load generator for benchmarks: C all the way down, GIL released for the whole run.
 
-It keeps ``window`` datagrams outstanding against an echo server: every reply it collects with
-recvmmsg is replaced by a new datagram in one sendmmsg, so the server always has work and the
-generator spends its time in two syscalls per batch. On a 2-core machine the generator, not the
-server, is often the limit, which is why it is written like the server it measures.
+It keeps up to ``window`` datagrams outstanding against an echo server: replies are collected with
+recvmmsg and, once min(64, window / 2) of them are in, replaced by new datagrams in one burst, so
+the server always has work queued and the generator pays one send call per burst rather than per
+reply. On a 2-core machine a generator built like the server it measures is often the limit
+itself, which is why it sends its bursts as GSO messages (below).
 
 * Datagrams carry a sequence number (bytes 0-7) and, when RTT sampling is on, the send time in
   CLOCK_MONOTONIC nanoseconds (bytes 8-15); the server must echo them unchanged.
