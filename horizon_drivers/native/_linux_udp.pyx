@@ -615,13 +615,10 @@ cdef class UdpSocket(OwnedDescriptor):
                 raise TypeError("batch.order must be an array('I')")
             order = <const unsigned int *>order_buf.buf
             total = order_buf.len // sizeof(unsigned int)
-            if start < 0 or start > total:
-                raise IndexError(f"start must be 0..{total}, got {start}")
-            requested = total - start
-            if requested == 0:
+            vlen = self._reserve_span(start, total)
+            if vlen == 0:
                 return 0
-            vlen = <unsigned int>(requested if requested < HORIZON_MAX_MMSG else HORIZON_MAX_MMSG)
-            self._reserve_send(vlen)
+            requested = total - start
             for i in range(vlen):
                 slot = order[start + i]
                 if slot >= view.slot_count:
@@ -660,13 +657,10 @@ cdef class UdpSocket(OwnedDescriptor):
         cdef msghdr *hdr
         items = datagrams if isinstance(datagrams, (list, tuple)) else list(datagrams)
         total = len(items)
-        if start < 0 or start > total:
-            raise IndexError(f"start must be 0..{total}, got {start}")
-        requested = total - start
-        if requested == 0:
+        vlen = self._reserve_span(start, total)
+        if vlen == 0:
             return 0
-        vlen = <unsigned int>(requested if requested < HORIZON_MAX_MMSG else HORIZON_MAX_MMSG)
-        self._reserve_send(vlen)
+        requested = total - start
         try:
             for i in range(vlen):
                 payload, address = items[start + i]
@@ -689,6 +683,19 @@ cdef class UdpSocket(OwnedDescriptor):
         finally:
             for i in range(acquired):
                 PyBuffer_Release(&self._sbufs[i])
+
+    cdef unsigned int _reserve_span(self, Py_ssize_t start, Py_ssize_t total) except? 0:
+        """Check ``start`` against ``total`` datagrams; return how many one sendmmsg takes from
+        there (0: none), with the vectors reserved for them."""
+        cdef Py_ssize_t requested
+        cdef unsigned int vlen
+        if start < 0 or start > total:
+            raise IndexError(f"start must be 0..{total}, got {start}")
+        requested = total - start
+        vlen = <unsigned int>(requested if requested < HORIZON_MAX_MMSG else HORIZON_MAX_MMSG)
+        if vlen:
+            self._reserve_send(vlen)
+        return vlen
 
     cdef Py_ssize_t _send_built(self, int fd, unsigned int vlen, Py_ssize_t requested) except -1:
         """Send the vlen plain messages built in _smsgs: as GSO runs where they coalesce."""
