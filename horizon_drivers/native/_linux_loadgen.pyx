@@ -40,11 +40,10 @@ reported is a measured one; ``quantiles=`` asks for more of them, e.g. a whole C
 """
 
 from libc.errno cimport (
-    errno, EINTR, EAGAIN, ECONNREFUSED, ECONNRESET, EINPROGRESS, ETIMEDOUT, EBADMSG, EINVAL, EIO,
-    EMSGSIZE, EOPNOTSUPP, ENOPROTOOPT,
+    errno, EINTR, EAGAIN, ECONNREFUSED, ECONNRESET, EINPROGRESS, ETIMEDOUT, EBADMSG,
 )
 from libc.math cimport ceil
-from libc.stdint cimport int64_t, uint16_t, uint64_t
+from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport calloc, malloc, free, qsort
 from libc.string cimport memcpy, memset, memcmp
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
@@ -52,13 +51,15 @@ from posix.uio cimport iovec
 from posix.unistd cimport close
 
 from horizon_drivers.native.sys_socket cimport (
-    sockaddr, socklen_t, msghdr, mmsghdr, cmsghdr, CMSG_FIRSTHDR, CMSG_DATA, CMSG_SPACE, CMSG_LEN,
-    socket, connect, setsockopt, getsockopt, recvmmsg, sendmmsg,
+    sockaddr, socklen_t, mmsghdr, socket, connect, setsockopt, getsockopt, recvmmsg, sendmmsg,
     send, recv, AF_INET, AF_INET6, SOCK_DGRAM, SOCK_STREAM, SOCK_NONBLOCK, SOCK_CLOEXEC,
     SOL_SOCKET, SO_ERROR, MSG_DONTWAIT, MSG_NOSIGNAL, MSG_TRUNC, HORIZON_MAX_MMSG,
 )
 from horizon_drivers.native.sys_poll cimport pollfd, poll, POLLIN, POLLOUT, POLLERR, POLLHUP
-from horizon_drivers.native.netinet_in cimport sockaddr_in6, IPPROTO_TCP, SOL_UDP, UDP_SEGMENT
+from horizon_drivers.native.netinet_in cimport sockaddr_in6, IPPROTO_TCP
+from horizon_drivers.native.udp_gso cimport (
+    GSO_MAX_SEGMENTS, GSO_MAX_BYTES, GSO_CONTROL, attach_segment_size, gso_refused,
+)
 from horizon_drivers.native._linux_address cimport sockaddr_from_address, raise_errno
 
 import socket as _socket
@@ -147,18 +148,6 @@ cdef int _compare_i64(const void *a, const void *b) noexcept nogil:
 
 cdef enum:
     RECV_SLOT = 2048
-    # The kernel refuses more segments per GSO send (UDP_MAX_SEGMENTS; 64 on kernels before
-    # 6.9, and still a fine batch on later ones) or more than a datagram's worth of bytes.
-    GSO_MAX_SEGMENTS = 64
-    GSO_MAX_BYTES = 65507
-    GSO_CONTROL = 32
-
-
-cdef inline bint _gso_refused(int err) noexcept nogil:
-    # What a kernel, route or device without UDP GSO answers (EIO: no checksum offload;
-    # EMSGSIZE, or EINVAL on older kernels: a segment larger than the path MTU).
-    return (err == EMSGSIZE or err == EINVAL or err == EIO or err == EOPNOTSUPP
-            or err == ENOPROTOOPT)
 
 
 cdef int _sendmmsg_gso(Params *p, Ring *r, unsigned int first, unsigned int count) noexcept nogil:
@@ -200,7 +189,7 @@ cdef unsigned int _send_burst(Params *p, Ring *r, Result *res, unsigned int coun
     while done < count:
         if p.gso_segments and count - done > 1:
             n = _sendmmsg_gso(p, r, done, count)
-            if n < 0 and _gso_refused(errno):
+            if n < 0 and gso_refused(errno):
                 p.gso_segments = 0  # no GSO here: plain sendmmsg for the rest of the run
                 continue
         else:
@@ -320,8 +309,6 @@ def run_udp_load(target, *, double duration=2.0, int window=256, int payload_siz
     cdef socklen_t namelen = 0
     cdef int fd, family, rc = 0
     cdef unsigned int i, segs, messages
-    cdef cmsghdr *cm
-    cdef uint16_t segment
     cdef double secs
     if not 1 <= window <= HORIZON_MAX_MMSG:
         raise ValueError(f"window must be 1..{HORIZON_MAX_MMSG}, got {window}")
@@ -377,17 +364,11 @@ def run_udp_load(target, *, double duration=2.0, int window=256, int payload_siz
             ring.gcontrol = <unsigned char *>calloc(messages, GSO_CONTROL)
             if not (ring.gmsgs and ring.giov and ring.gcontrol):
                 raise MemoryError("cannot allocate load generator buffers")
-            segment = <uint16_t>payload_size
             for i in range(messages):
                 ring.gmsgs[i].msg_hdr.msg_iov = &ring.giov[i]
                 ring.gmsgs[i].msg_hdr.msg_iovlen = 1
-                ring.gmsgs[i].msg_hdr.msg_control = ring.gcontrol + i * GSO_CONTROL
-                ring.gmsgs[i].msg_hdr.msg_controllen = CMSG_SPACE(sizeof(uint16_t))
-                cm = CMSG_FIRSTHDR(&ring.gmsgs[i].msg_hdr)
-                cm.cmsg_level = SOL_UDP
-                cm.cmsg_type = UDP_SEGMENT
-                cm.cmsg_len = CMSG_LEN(sizeof(uint16_t))
-                memcpy(CMSG_DATA(cm), &segment, sizeof(uint16_t))
+                attach_segment_size(&ring.gmsgs[i].msg_hdr, ring.gcontrol + i * GSO_CONTROL,
+                                    payload_size)
         if p.max_samples:
             res.samples = <int64_t *>calloc(p.max_samples, sizeof(int64_t))
         if not (ring.sbuf and ring.rbuf and ring.smsgs and ring.rmsgs and ring.siov

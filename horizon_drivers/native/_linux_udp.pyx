@@ -18,25 +18,29 @@ Rules this module obeys:
   kernel walks its send path once per run and cuts the run into the same datagrams on the way
   out. Counts, partial sends and statistics stay per datagram. A kernel or device without GSO
   turns coalescing off for the socket, a segment larger than the path MTU (EMSGSIZE) stops
-  coalescing datagrams that large; either way the batch is sent again as plain messages, nothing is lost.
+  coalescing datagrams that large; either way the batch is sent again as plain messages and
+  nothing is lost.
 """
 
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_FORMAT
 from cpython.exc cimport PyErr_CheckSignals
-from libc.errno cimport errno, EINTR, EAGAIN, EINVAL, EIO, EMSGSIZE, EOPNOTSUPP, ENOPROTOOPT
-from libc.stdint cimport uint16_t, uint32_t, uint64_t
+from libc.errno cimport errno, EINTR, EAGAIN, EINVAL, EMSGSIZE
+from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcmp, memcpy, memset
 from posix.uio cimport iovec
 
 from horizon_drivers.native.sys_socket cimport (
     sockaddr, socklen_t, msghdr, mmsghdr, cmsghdr,
-    CMSG_FIRSTHDR, CMSG_NXTHDR, CMSG_DATA, CMSG_SPACE, CMSG_LEN,
+    CMSG_FIRSTHDR, CMSG_NXTHDR, CMSG_DATA, CMSG_LEN,
     recvmmsg, sendmmsg, connect, getsockopt,
     AF_INET, AF_INET6, SOL_SOCKET, SO_RXQ_OVFL, MSG_TRUNC, MSG_CTRUNC, MSG_DONTWAIT,
     HORIZON_MAX_MMSG,
 )
-from horizon_drivers.native.netinet_in cimport sockaddr_in6, SOL_UDP, UDP_GRO, UDP_SEGMENT
+from horizon_drivers.native.netinet_in cimport sockaddr_in6, SOL_UDP, UDP_GRO
+from horizon_drivers.native.udp_gso cimport (
+    GSO_MAX_SEGMENTS, GSO_MAX_BYTES, GSO_CONTROL, attach_segment_size, gso_refused,
+)
 from horizon_drivers.native.sockaddr_codec cimport pack_sockaddr, unpack_sockaddr, PACKED_SIZE
 from horizon_drivers.native._linux_address cimport (
     address_from_sockaddr, sockaddr_from_address, raise_errno,
@@ -59,12 +63,6 @@ cdef enum:
     BUCKETS = 12
     # Room for SO_RXQ_OVFL (u32) and UDP_GRO (int) control messages per received datagram.
     RECV_CONTROL = 64
-    # Room for one UDP_SEGMENT (u16) control message per sent datagram.
-    SEND_CONTROL = 32
-    # One GSO send carries at most this many segments (UDP_MAX_SEGMENTS: 64 before Linux 6.9)
-    # and this many bytes (a UDP datagram's largest payload over IPv4).
-    GSO_MAX_SEGMENTS = 64
-    GSO_MAX_BYTES = 65507
 
 assert HISTOGRAM_BUCKETS == BUCKETS, "horizon_core.stats.HISTOGRAM_BUCKETS changed"
 
@@ -77,20 +75,6 @@ cdef inline int _bucket(uint64_t n) noexcept nogil:
     """Histogram bucket of a batch of n >= 1 datagrams: floor(log2 n), capped."""
     cdef int b = 63 - __builtin_clzll(n)
     return b if b < BUCKETS - 1 else BUCKETS - 1
-
-
-cdef inline void _attach_segment_size(msghdr *hdr, unsigned char *control,
-                                      unsigned int size) noexcept nogil:
-    """Make ``hdr`` a UDP GSO send: one UDP_SEGMENT control message in ``control``."""
-    cdef cmsghdr *cm
-    cdef uint16_t size16 = <uint16_t>size
-    hdr.msg_control = control
-    hdr.msg_controllen = CMSG_SPACE(sizeof(uint16_t))
-    cm = CMSG_FIRSTHDR(hdr)
-    cm.cmsg_level = SOL_UDP
-    cm.cmsg_type = UDP_SEGMENT
-    cm.cmsg_len = CMSG_LEN(sizeof(uint16_t))
-    memcpy(CMSG_DATA(cm), &size16, sizeof(uint16_t))
 
 
 cdef class _PoolView:
@@ -297,11 +281,11 @@ cdef class UdpSocket(OwnedDescriptor):
         self._smsgs = <mmsghdr *>calloc(count, sizeof(mmsghdr))
         self._siov = <iovec *>calloc(count, sizeof(iovec))
         self._snames = <sockaddr_in6 *>calloc(count, sizeof(sockaddr_in6))
-        self._scontrol = <unsigned char *>calloc(count, SEND_CONTROL)
+        self._scontrol = <unsigned char *>calloc(count, GSO_CONTROL)
         self._sbufs = <Py_buffer *>calloc(count, sizeof(Py_buffer))
         self._gmsgs = <mmsghdr *>calloc(count, sizeof(mmsghdr))
         self._gcounts = <unsigned int *>calloc(count, sizeof(unsigned int))
-        self._gcontrol = <unsigned char *>calloc(count, SEND_CONTROL)
+        self._gcontrol = <unsigned char *>calloc(count, GSO_CONTROL)
         if not (self._smsgs and self._siov and self._snames and self._scontrol and self._sbufs
                 and self._gmsgs and self._gcounts and self._gcontrol):
             self._free_send()
@@ -511,8 +495,11 @@ cdef class UdpSocket(OwnedDescriptor):
                 PyErr_CheckSignals()
             self._recv_calls += 1
             # The kernel wrote back the headers of the n messages it filled; count one more in
-            # case the failing one was touched too.
-            self._rdirty = vlen if n < 0 or <unsigned int>n >= vlen else <unsigned int>n + 1
+            # case the failing one was touched too (with n < 0 that is the first).
+            if n < 0:
+                self._rdirty = 1
+            else:
+                self._rdirty = vlen if <unsigned int>n >= vlen else <unsigned int>n + 1
             if n < 0:
                 batch.commit_receive(0)
                 committed = True
@@ -641,7 +628,7 @@ cdef class UdpSocket(OwnedDescriptor):
                 seg = view.segment_sizes[slot]
                 if seg > 0 and seg < length:
                     # Re-segment a GRO buffer on the way out (UDP GSO, per message).
-                    _attach_segment_size(hdr, self._scontrol + i * SEND_CONTROL, seg)
+                    attach_segment_size(hdr, self._scontrol + i * GSO_CONTROL, seg)
                 else:
                     hdr.msg_control = NULL
                     hdr.msg_controllen = 0
@@ -743,7 +730,7 @@ cdef class UdpSocket(OwnedDescriptor):
             group.msg_iovlen = j - i
             group.msg_flags = 0
             if j - i > 1:
-                _attach_segment_size(group, self._gcontrol + k * SEND_CONTROL, size)
+                attach_segment_size(group, self._gcontrol + k * GSO_CONTROL, size)
             else:
                 group.msg_control = first.msg_control
                 group.msg_controllen = first.msg_controllen
@@ -760,12 +747,10 @@ cdef class UdpSocket(OwnedDescriptor):
         cdef uint64_t nbytes = 0
         cdef int n = self._call_sendmmsg(fd, self._gmsgs, groups, &err)
         if n < 0:
-            if self._gcounts[0] > 1 and (err == EMSGSIZE or err == EINVAL or err == EIO
-                                         or err == EOPNOTSUPP or err == ENOPROTOOPT):
-                # EIO (no checksum offload), EOPNOTSUPP, ENOPROTOOPT: no GSO on this socket's
-                # path at all. EMSGSIZE (EINVAL on older kernels): a segment this large does not
-                # fit the path MTU, and GSO never fragments; the plain resend fragments as usual.
-                # (A datagram bad for another reason fails that resend too, and raises there.)
+            if self._gcounts[0] > 1 and gso_refused(err):
+                # Too large a segment lowers the limit below it; any other refusal ends GSO on
+                # this socket. The plain resend fragments as usual, and a datagram bad for
+                # another reason fails that resend too, and raises there.
                 if err == EMSGSIZE or err == EINVAL:
                     self._gso_limit = <unsigned int>self._gmsgs[0].msg_hdr.msg_iov[0].iov_len - 1
                 else:
