@@ -15,24 +15,30 @@ from setuptools import Extension, setup
 from setuptools.command.build_py import build_py
 
 NATIVE = Path("horizon_drivers") / "native"
+# Each folder of compiled modules and the platform it builds for: the drivers under native/ (one
+# folder a platform), and the benchmark's load generator, which is Linux C but no driver.
+COMPILED_FOLDERS = {
+    NATIVE / "linux": "linux",
+    NATIVE / "windows": "win32",
+    Path("horizon_drivers") / "bench": "linux",
+}
 # The stubs of the compiled modules live in typings/ (mypy_path) for the repository's own checks;
 # wheels carry them beside the extensions so installed users type-check against them too (PEP 561).
-STUBS = Path("typings") / NATIVE
-
-# Module-name prefix -> the platform it compiles for.
-PLATFORM_PREFIXES = {"_linux_": "linux", "_win_": "win32"}
+STUBS = Path("typings")
 
 
-def _platform_of(stem: str) -> str:
-    wanted = next((p for prefix, p in PLATFORM_PREFIXES.items() if stem.startswith(prefix)), None)
-    if wanted is None:
-        raise RuntimeError(f"{stem}: name must start with one of {sorted(PLATFORM_PREFIXES)}")
-    return wanted
-
-
-def _builds_here(stem: str) -> bool:
+def _builds_here(platform: str) -> bool:
     target = "win32" if sys.platform == "win32" else sys.platform
-    return target.startswith(_platform_of(stem))
+    return target.startswith(platform)
+
+
+def _sources_built_here() -> list[Path]:
+    return [
+        pyx
+        for folder, platform in COMPILED_FOLDERS.items()
+        if _builds_here(platform)
+        for pyx in sorted(folder.glob("*.pyx"))
+    ]
 
 
 class BuildPyWithStubs(build_py):
@@ -40,31 +46,26 @@ class BuildPyWithStubs(build_py):
 
     def run(self) -> None:
         super().run()
-        for stub in sorted(STUBS.glob("*.pyi")):
-            if not _builds_here(stub.stem):
-                continue
-            if not (NATIVE / f"{stub.stem}.pyx").exists():
-                raise RuntimeError(f"{stub}: no {stub.stem}.pyx for this stub")
-            target = Path(self.build_lib) / NATIVE / stub.name
+        for pyx in _sources_built_here():
+            stub = STUBS / pyx.with_suffix(".pyi")
+            if not stub.exists():
+                raise RuntimeError(f"{pyx}: no stub {stub} for this extension")
+            target = Path(self.build_lib) / pyx.with_suffix(".pyi")
             self.mkpath(str(target.parent))
             self.copy_file(str(stub), str(target))
 
 
 def _extensions() -> list[Extension]:
     exts: list[Extension] = []
-    for pyx in sorted(NATIVE.glob("*.pyx")):
-        stem = pyx.stem
-        wanted = _platform_of(stem)
-        if not _builds_here(stem):
-            continue
-        libraries = ["ws2_32"] if wanted == "win32" else []
+    for pyx in _sources_built_here():
+        windows = pyx.parent == NATIVE / "windows"
         exts.append(
             Extension(
-                f"horizon_drivers.native.{stem}",
+                ".".join(pyx.with_suffix("").parts),
                 [str(pyx)],
-                libraries=libraries,
-                define_macros=[("_GNU_SOURCE", "1")] if wanted == "linux" else [],
-                extra_compile_args=["-O2"] if wanted == "linux" else [],
+                libraries=["ws2_32"] if windows else [],
+                define_macros=[] if windows else [("_GNU_SOURCE", "1")],
+                extra_compile_args=[] if windows else ["-O2"],
             )
         )
     if not exts:
@@ -75,8 +76,8 @@ def _extensions() -> list[Extension]:
         exts,
         language_level=3,
         compiler_directives={
-            # Bounds and wraparound checks stay on by default; hot loops that index
-            # C arrays of kernel results opt out locally after validating counts.
+            # Bounds and wraparound checks stay on everywhere: indexes come from users and the
+            # kernel, and the hot loops walk C arrays by counts the kernel returned.
             "embedsignature": True,
             "binding": False,
         },

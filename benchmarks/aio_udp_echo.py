@@ -10,7 +10,7 @@ Servers (each in its own process, pinned to ``--server-cpu``):
 
 Every server socket gets the same 4 MiB SO_RCVBUF/SO_SNDBUF (anyio's after bind, through
 ``raw_socket``: it has no way to set them before). The load generator (in this process, pinned to
-``--client-cpu``) is the native C one (``horizon_drivers.native._linux_loadgen``: recvmmsg/sendmmsg,
+``--client-cpu``) is the native C one (``horizon_drivers.bench.loadgen``: recvmmsg/sendmmsg,
 GIL released, ``--window`` datagrams outstanding, lost replies re-sent after 50 ms); without it a
 plain stdlib generator is used and the output says so (it saturates far below the servers).
 Rounds are interleaved so machine noise hits every server alike; the table shows the median and
@@ -174,7 +174,7 @@ def run_server(kind: str, backend: str, cpu: int, batch_size: int, engine: str) 
 
 def native_loadgen() -> Callable[..., dict[str, Any]] | None:
     try:
-        from horizon_drivers.native._linux_loadgen import run_udp_load
+        from horizon_drivers.bench.loadgen import run_udp_load
     except ImportError:
         return None
     return run_udp_load

@@ -15,7 +15,7 @@ epoll before blocking) against the same server blocking in epoll; the client spi
 (``busy_wait``), so its own wake-up does not blur the comparison. Median and tail round trips.
 
 Every server socket gets the same receive/send buffers (``--buffer``). The load generator is the
-native C one (``horizon_drivers.native._linux_loadgen``: recvmmsg/sendmmsg, GIL released for the
+native C one (``horizon_drivers.bench.loadgen``: recvmmsg/sendmmsg, GIL released for the
 whole run), in this process, pinned to ``--client-cpu``. It busy-waits for replies (no sleep and
 wake-up per batch), refills its window in bursts and sends each burst as UDP GSO messages, so
 its cost per datagram is well below any server's and the server, not the generator, is the
@@ -209,7 +209,7 @@ class Server:
 
 
 def _round(kind: str, args: argparse.Namespace, *, rtt: bool) -> dict[str, Any]:
-    from horizon_drivers.native._linux_loadgen import run_udp_load
+    from horizon_drivers.bench.loadgen import run_udp_load
 
     server = Server(kind, args)
     client_cpu = _cpu_seconds()

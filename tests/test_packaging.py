@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-STUBS = ROOT / "typings" / "horizon_drivers" / "native"
+TYPINGS = ROOT / "typings"
+# The folders of compiled modules built on this platform (setup.py's COMPILED_FOLDERS).
+FOLDERS = {
+    "linux": ["horizon_drivers/native/linux", "horizon_drivers/bench"],
+    "win32": ["horizon_drivers/native/windows"],
+}.get(sys.platform, [])
 
 
 @pytest.mark.timeout(180)
@@ -20,10 +25,12 @@ def test_wheels_carry_the_stubs_of_the_extensions_built_here(tmp_path: Path) -> 
         cwd=ROOT, capture_output=True, text=True, timeout=150, check=False,
     )
     assert done.returncode == 0, done.stderr
-    native = tmp_path / "horizon_drivers" / "native"
-    prefix = "_win_" if sys.platform == "win32" else "_linux_" if sys.platform == "linux" else None
-    expected = {p.name for p in STUBS.glob("*.pyi") if prefix and p.name.startswith(prefix)}
-    assert {p.name for p in native.glob("*.pyi")} == expected
+    expected = {
+        stub.relative_to(TYPINGS) for folder in FOLDERS for stub in (TYPINGS / folder).glob("*.pyi")
+    }
+    assert expected or not FOLDERS
+    built = {p.relative_to(tmp_path) for p in tmp_path.rglob("*.pyi")}
+    assert built == expected
     for name in expected:
-        assert (native / name).read_bytes() == (STUBS / name).read_bytes()
+        assert (tmp_path / name).read_bytes() == (TYPINGS / name).read_bytes()
     assert (tmp_path / "horizon_drivers" / "py.typed").exists()

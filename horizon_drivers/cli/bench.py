@@ -39,13 +39,13 @@ from typing import Any
 import attrs
 
 from horizon_drivers import registry
-from horizon_drivers.cli.bench_child import PYTHON_FALLBACK, load_generator_status
-from horizon_drivers.cli.bench_runner import Measurement, Placement, measure
+from horizon_drivers.bench.child import PYTHON_FALLBACK, load_generator_status
+from horizon_drivers.bench.latency import LatencySummary
+from horizon_drivers.bench.peers import PEER_NAMES, peer_status
+from horizon_drivers.bench.runner import Measurement, Placement, measure
 from horizon_drivers.cli.echo_service import IN_MEMORY_DRIVERS
 from horizon_drivers.cli.failures import CommandError
-from horizon_drivers.cli.latency import LatencySummary
 from horizon_drivers.cli.machine import MachineDescription, describe_machine
-from horizon_drivers.cli.peers import PEER_NAMES, peer_status
 from horizon_drivers.cli.tables import format_table
 from horizon_drivers.tuning import current_affinity
 
@@ -395,7 +395,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         _write(Path(args.json), json.dumps(report.to_dict(), indent=2) + "\n")
     if args.plot:
-        from horizon_drivers.cli.bench_plot import draw
+        from horizon_drivers.bench.plot import draw
 
         draw(report, Path(args.plot))
     return 0

@@ -7,7 +7,7 @@ Rules this package obeys:
   Windows CPython, cross-compiles the extension with mingw-w64 and runs the tests.
 * Same API as :mod:`horizon_drivers.native` (``UdpSocket``, ``TcpListener``, ``TcpStream``,
   ``Runtime``, ``NAME``, ``DRIVER``), completion-based underneath: see
-  ``horizon_drivers/native/_win_iocp.pyx`` for the rules of the compiled module (one completion
+  ``horizon_drivers/native/windows/iocp.pyx`` for the rules of the compiled module (one completion
   port per process, receives in flight in each UDP socket's receive ring, GetQueuedCompletionStatusEx
   batches with the GIL released, cancellation on close returning every slot to FREE).
 * Sockets come from :mod:`horizon_drivers.opening` with the Windows meaning of each option: the
@@ -38,12 +38,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import sys
-from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING
 
 from horizon_core.config import NetConfig
 from horizon_core.contract import AddressLike
@@ -58,39 +53,8 @@ if _PLATFORM != "win32":
         "run .ci/wine/run to test the iocp driver under Wine."
     )
 
-def _load_extension() -> ModuleType:
-    """Load the compiled module from horizon_drivers/native/ without importing that package.
-
-    ``horizon_drivers.native``'s ``__init__`` is the Linux driver and refuses to import
-    elsewhere; setup.py builds ``_win_*`` modules into the same folder, so they are loaded by
-    path under their full name.
-    """
-    name = "horizon_drivers.native._win_iocp"
-    loaded = sys.modules.get(name)
-    if loaded is not None:
-        return loaded
-    folder = Path(__file__).resolve().parent.parent / "native"
-    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        path = folder / f"_win_iocp{suffix}"
-        spec = importlib.util.spec_from_file_location(name, path)
-        if not path.exists() or spec is None or spec.loader is None:
-            continue
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[name]
-            raise
-        return module
-    raise ImportError(
-        f"horizon_drivers.iocp is not built (no _win_iocp extension in {folder}): run "
-        "`pip install -e .` on Windows (MSVC), or .ci/wine/run to cross-compile it for Wine"
-    )
-
-
-if TYPE_CHECKING:
-    from horizon_drivers.native._win_iocp import (
+try:
+    from horizon_drivers.native.windows.iocp import (
         DEFAULT_RING_SLOT_SIZE,
         DEFAULT_RING_SLOTS,
         STREAM_BUFFER,
@@ -100,16 +64,11 @@ if TYPE_CHECKING:
         UdpSocket,
         harvest,
     )
-else:
-    _extension = _load_extension()
-    DEFAULT_RING_SLOT_SIZE = _extension.DEFAULT_RING_SLOT_SIZE
-    DEFAULT_RING_SLOTS = _extension.DEFAULT_RING_SLOTS
-    STREAM_BUFFER = _extension.STREAM_BUFFER
-    Runtime = _extension.Runtime
-    TcpListener = _extension.TcpListener
-    TcpStream = _extension.TcpStream
-    UdpSocket = _extension.UdpSocket
-    harvest = _extension.harvest
+except ImportError as exc:  # pragma: no cover - depends on the build
+    raise ImportError(
+        "horizon_drivers.iocp is not built: run `pip install -e .` on Windows (MSVC), or "
+        f".ci/wine/run to cross-compile it for Wine ({exc})"
+    ) from exc
 
 __all__ = [
     "DEFAULT_RING_SLOTS",

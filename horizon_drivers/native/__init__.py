@@ -2,8 +2,12 @@
 
 Rules this package obeys:
 
-* It imports only on Linux, and only once the extension modules are built; otherwise importing it
-  raises ImportError saying why (the portable driver works everywhere).
+* Its names exist only on Linux, once the extension modules are built; importing it unbuilt raises
+  ImportError saying why, and off Linux each name raises ImportError saying why (the package still
+  imports there, because ``native.windows`` holds the Windows driver's extension). The portable
+  driver works everywhere.
+* The compiled parts live in ``native/linux/`` (one module per concern); this module re-exports
+  the driver's names from ``native/linux/driver.py``.
 * Sockets come from :mod:`horizon_drivers.opening` (the core's option plan, applied and read
   back), then a ``cdef class`` takes over the descriptor: it owns it, closes it in ``close()`` or
   when collected, and raises :class:`~horizon_core.errors.SocketClosedError` on any use after.
@@ -38,26 +42,6 @@ from __future__ import annotations
 
 import sys
 
-if not sys.platform.startswith("linux"):
-    raise ImportError(
-        f"horizon_drivers.native is the Linux driver (epoll, recvmmsg/sendmmsg); this is "
-        f"{sys.platform!r}. Use horizon_drivers.portable (or aio) here."
-    )
-
-try:
-    from horizon_drivers.native._linux_epoll import Runtime
-    from horizon_drivers.native._linux_tcp import TcpListener, TcpStream
-    from horizon_drivers.native._linux_udp import MAX_BATCH, UdpSocket
-except ImportError as exc:  # pragma: no cover - depends on the build
-    raise ImportError(
-        "horizon_drivers.native is not built: run `pip install -e .` or "
-        f"`python setup.py build_ext --inplace` in the project root ({exc})"
-    ) from exc
-
-from horizon_core.config import NetConfig
-from horizon_core.contract import AddressLike
-from horizon_drivers.module_driver import ModuleDriver
-
 __all__ = [
     "DRIVER",
     "MAX_BATCH",
@@ -73,77 +57,36 @@ __all__ = [
     "runtime",
 ]
 
-#: The driver's name on the command line and in the contract suite.
-NAME = "native"
+if sys.platform.startswith("linux"):
+    try:
+        from horizon_drivers.native.linux.driver import (
+            DRIVER,
+            MAX_BATCH,
+            NAME,
+            Runtime,
+            TcpListener,
+            TcpStream,
+            UdpSocket,
+            bind_tcp,
+            bind_udp,
+            bind_udp_dual_stack,
+            connect_tcp,
+            runtime,
+        )
+    except ImportError as exc:  # pragma: no cover - depends on the build
+        raise ImportError(
+            "horizon_drivers.native is not built: run `pip install -e .` or "
+            f"`python setup.py build_ext --inplace` in the project root ({exc})"
+        ) from exc
+else:
+    # This package also holds the Windows driver's extension (``native.windows``), so it imports
+    # everywhere; off Linux each of the Linux driver's names is refused with the reason.
+    _UNAVAILABLE = (
+        f"horizon_drivers.native is the Linux driver (epoll, recvmmsg/sendmmsg); this is "
+        f"{sys.platform!r}. Use horizon_drivers.portable (or aio) here."
+    )
 
-
-def bind_udp(address: AddressLike, config: NetConfig | None = None) -> UdpSocket:
-    """Open a UDP socket with ``config``'s options and bind it (see ``UdpSocket.bind``).
-
-    Example:
-        >>> from horizon_drivers import native
-        >>> with native.bind_udp("127.0.0.2:0") as sock:
-        ...     str(sock.local_address.host)
-        '127.0.0.2'
-    """
-    return UdpSocket.bind(address, config)
-
-
-def bind_udp_dual_stack(port: int, config: NetConfig | None = None) -> UdpSocket:
-    """Bind ``[::]:port`` with IPV6_V6ONLY off, serving IPv4 and IPv6 peers.
-
-    Example:
-        >>> from horizon_drivers import native
-        >>> with native.bind_udp_dual_stack(0) as sock:
-        ...     sock.options["ipv6_only"].effective
-        0
-    """
-    return UdpSocket.bind_dual_stack(port, config)
-
-
-def bind_tcp(address: AddressLike, config: NetConfig | None = None) -> TcpListener:
-    """Open, configure, bind and listen (backlog from ``config.tcp_backlog``).
-
-    Example:
-        >>> from horizon_drivers import native
-        >>> with native.bind_tcp("127.0.0.1:0") as listener:
-        ...     listener.local_address.port > 0
-        True
-    """
-    return TcpListener.bind(address, config)
-
-
-def connect_tcp(address: AddressLike, config: NetConfig | None = None) -> TcpStream:
-    """Start a nonblocking connect; poll for writability, then ``finish_connect()``.
-
-    Example:
-        >>> from horizon_drivers import native
-        >>> with native.bind_tcp("127.0.0.1:0") as listener:
-        ...     with native.connect_tcp(listener.local_address) as stream:
-        ...         stream.options["tcp_nodelay"].effective
-        1
-    """
-    return TcpStream.connect(address, config)
-
-
-def runtime(config: NetConfig | None = None, *, edge_triggered: bool = False) -> Runtime:
-    """A new epoll Runtime (level-triggered unless ``edge_triggered``).
-
-    Example:
-        >>> from horizon_drivers import native
-        >>> with native.runtime() as rt:
-        ...     rt.poll_once(0)
-        []
-    """
-    return Runtime(config, edge_triggered=edge_triggered)
-
-
-#: The driver object the contract suite and the command line use.
-DRIVER: ModuleDriver[UdpSocket, TcpListener, TcpStream, Runtime] = ModuleDriver(
-    NAME,
-    bind_udp=bind_udp,
-    bind_udp_dual_stack=bind_udp_dual_stack,
-    bind_tcp=bind_tcp,
-    connect_tcp=connect_tcp,
-    runtime=runtime,
-)
+    def __getattr__(name: str) -> object:
+        if name in __all__:
+            raise ImportError(_UNAVAILABLE)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,8 +6,8 @@
 from libc.string cimport memcpy, memset, memcmp
 from libc.stdint cimport uint32_t
 
-from horizon_drivers.native.sys_socket cimport sockaddr, socklen_t, AF_INET, AF_INET6
-from horizon_drivers.native.netinet_in cimport sockaddr_in, sockaddr_in6, htonl
+from horizon_drivers.native.linux.sys_socket cimport sockaddr, socklen_t, AF_INET, AF_INET6
+from horizon_drivers.native.linux.netinet_in cimport sockaddr_in, sockaddr_in6, htonl
 
 cdef enum:
     PACKED_SIZE = 32

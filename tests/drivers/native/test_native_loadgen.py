@@ -15,7 +15,7 @@ import pytest
 from tests.drivers.native.native_helpers import LOOPBACKS, WAIT, bracket  # first: skips off Linux
 
 # isort: split
-from horizon_drivers.native._linux_loadgen import (
+from horizon_drivers.bench.loadgen import (
     MAX_CONNECTIONS,
     MAX_TCP_SIZE,
     MAX_WINDOW,

@@ -22,7 +22,7 @@ from tests.drivers.native.native_helpers import (  # first: it skips this module
 )
 
 # isort: split
-from horizon_drivers.native._linux_address import _sockaddr_roundtrip
+from horizon_drivers.native.linux.address import _sockaddr_roundtrip
 
 from horizon_core.addresses import SocketAddress
 from horizon_core.buffers import BufferPool, SlotState

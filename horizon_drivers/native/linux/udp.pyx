@@ -5,7 +5,7 @@ Rules this module obeys:
 
 * A ``UdpSocket`` owns its file descriptor: ``close()`` or ``__dealloc__`` closes it. A close that
   races a call running in another thread is deferred until that call returns, so a descriptor
-  number is never reused under a syscall in flight (``_linux_descriptor.OwnedDescriptor``).
+  number is never reused under a syscall in flight (``descriptor.OwnedDescriptor``).
 * Every syscall runs with the GIL released and is retried on EINTR (after running signal
   handlers, as PEP 475 asks). Would-block surfaces as the builtin ``BlockingIOError``.
 * The batch paths allocate no Python object per datagram: one ``recvmmsg`` writes payloads into
@@ -30,22 +30,22 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memcmp, memcpy, memset
 from posix.uio cimport iovec
 
-from horizon_drivers.native.sys_socket cimport (
+from horizon_drivers.native.linux.sys_socket cimport (
     sockaddr, socklen_t, msghdr, mmsghdr, cmsghdr,
     CMSG_FIRSTHDR, CMSG_NXTHDR, CMSG_DATA, CMSG_LEN,
     recvmmsg, sendmmsg, connect, getsockopt,
     AF_INET, AF_INET6, SOL_SOCKET, SO_RXQ_OVFL, MSG_TRUNC, MSG_CTRUNC, MSG_DONTWAIT,
     HORIZON_MAX_MMSG,
 )
-from horizon_drivers.native.netinet_in cimport sockaddr_in6, SOL_UDP, UDP_GRO
-from horizon_drivers.native.udp_gso cimport (
+from horizon_drivers.native.linux.netinet_in cimport sockaddr_in6, SOL_UDP, UDP_GRO
+from horizon_drivers.native.linux.udp_gso cimport (
     GSO_MAX_SEGMENTS, GSO_MAX_BYTES, GSO_CONTROL, attach_segment_size, gso_refused,
 )
 from horizon_drivers.native.sockaddr_codec cimport pack_sockaddr, unpack_sockaddr, PACKED_SIZE
-from horizon_drivers.native._linux_address cimport (
+from horizon_drivers.native.linux.address cimport (
     address_from_sockaddr, sockaddr_from_address, raise_errno,
 )
-from horizon_drivers.native._linux_descriptor cimport OwnedDescriptor, send_buffer, recv_buffer
+from horizon_drivers.native.linux.descriptor cimport OwnedDescriptor, send_buffer, recv_buffer
 
 import socket as _socket
 

@@ -1,6 +1,6 @@
-"""Stub for the compiled module horizon_drivers/native/_linux_address.pyx.
+"""Stub for the compiled module horizon_drivers/native/linux/address.pyx.
 
-Its real API is C-level (cimported through ``_linux_address.pxd``); Python sees a test hook only.
+Its real API is C-level (cimported through ``native/linux/address.pxd``); Python sees a test hook only.
 """
 
 from horizon_core.addresses import SocketAddress, SocketAddressLike

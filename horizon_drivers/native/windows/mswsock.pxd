@@ -2,8 +2,8 @@
 # WSAIoctl(SIO_GET_EXTENSION_FUNCTION_POINTER) as Microsoft documents (so nothing links
 # mswsock.lib), and the socket options that finish an accept or a connect. Windows only.
 
-from horizon_drivers.native.win_windows cimport BOOL, DWORD, OVERLAPPED
-from horizon_drivers.native.win_winsock2 cimport SOCKET, sockaddr
+from horizon_drivers.native.windows.winbase cimport BOOL, DWORD, OVERLAPPED
+from horizon_drivers.native.windows.winsock2 cimport SOCKET, sockaddr
 
 cdef extern from *:
     """

@@ -1,9 +1,9 @@
-"""Stub for the compiled module horizon_drivers/native/_linux_udp.pyx."""
+"""Stub for the compiled module horizon_drivers/native/linux/udp.pyx."""
 
 import socket
 from typing import Final, Self
 
-from horizon_drivers.native._linux_descriptor import OwnedDescriptor
+from horizon_drivers.native.linux.descriptor import OwnedDescriptor
 from typing_extensions import disjoint_base
 
 from horizon_core.addresses import SocketAddress

@@ -50,17 +50,17 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from posix.uio cimport iovec
 from posix.unistd cimport close
 
-from horizon_drivers.native.sys_socket cimport (
+from horizon_drivers.native.linux.sys_socket cimport (
     sockaddr, socklen_t, mmsghdr, socket, connect, setsockopt, getsockopt, recvmmsg, sendmmsg,
     send, recv, AF_INET, AF_INET6, SOCK_DGRAM, SOCK_STREAM, SOCK_NONBLOCK, SOCK_CLOEXEC,
     SOL_SOCKET, SO_ERROR, MSG_DONTWAIT, MSG_NOSIGNAL, MSG_TRUNC, HORIZON_MAX_MMSG,
 )
-from horizon_drivers.native.sys_poll cimport pollfd, poll, POLLIN, POLLOUT, POLLERR, POLLHUP
-from horizon_drivers.native.netinet_in cimport sockaddr_in6, IPPROTO_TCP
-from horizon_drivers.native.udp_gso cimport (
+from horizon_drivers.native.linux.sys_poll cimport pollfd, poll, POLLIN, POLLOUT, POLLERR, POLLHUP
+from horizon_drivers.native.linux.netinet_in cimport sockaddr_in6, IPPROTO_TCP
+from horizon_drivers.native.linux.udp_gso cimport (
     GSO_MAX_SEGMENTS, GSO_MAX_BYTES, GSO_CONTROL, attach_segment_size, gso_refused,
 )
-from horizon_drivers.native._linux_address cimport sockaddr_from_address, raise_errno
+from horizon_drivers.native.linux.address cimport sockaddr_from_address, raise_errno
 
 import socket as _socket
 
@@ -299,7 +299,7 @@ def run_udp_load(target, *, double duration=2.0, int window=256, int payload_siz
     True when the whole run used them.
 
     Example:
-        >>> from horizon_drivers.native._linux_loadgen import run_udp_load
+        >>> from horizon_drivers.bench.loadgen import run_udp_load
         >>> result = run_udp_load("127.0.0.1:9", duration=0.05, warmup=0.0)  # doctest: +SKIP
     """
     cdef Params p
@@ -807,7 +807,7 @@ def run_tcp_throughput(target, *, double duration=2.0, int connections=1, int si
     ``timeout`` seconds without progress.
 
     Example:
-        >>> from horizon_drivers.native._linux_loadgen import run_tcp_throughput
+        >>> from horizon_drivers.bench.loadgen import run_tcp_throughput
         >>> result = run_tcp_throughput("127.0.0.1:7", duration=0.1)  # doctest: +SKIP
     """
     cdef TcpParams p
@@ -878,7 +878,7 @@ def run_tcp_rtt(target, *, double duration=2.0, int size=64, double warmup=0.5,
     connect, a reset, a closed connection, a wrong echo or ``timeout`` seconds without one.
 
     Example:
-        >>> from horizon_drivers.native._linux_loadgen import run_tcp_rtt
+        >>> from horizon_drivers.bench.loadgen import run_tcp_rtt
         >>> result = run_tcp_rtt("127.0.0.1:7", duration=0.1, size=64)  # doctest: +SKIP
     """
     cdef TcpParams p

@@ -1,7 +1,7 @@
 # The socket descriptor the Linux driver classes own, and the EINTR-safe one-buffer calls they
 # share (cimported, not imported).
 
-from horizon_drivers.native.sys_socket cimport sockaddr, socklen_t
+from horizon_drivers.native.linux.sys_socket cimport sockaddr, socklen_t
 
 
 cdef class OwnedDescriptor:

@@ -1,4 +1,4 @@
-"""Stub for the compiled module horizon_drivers/native/_linux_epoll.pyx."""
+"""Stub for the compiled module horizon_drivers/native/linux/epoll.pyx."""
 
 from collections.abc import Callable
 from types import TracebackType

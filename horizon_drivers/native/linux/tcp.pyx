@@ -5,7 +5,7 @@ Rules this module obeys:
 
 * ``TcpListener`` and ``TcpStream`` own their descriptors and close them in ``close()`` or
   ``__dealloc__``; a close racing a call in another thread is deferred until that call returns
-  (``_linux_descriptor.OwnedDescriptor``).
+  (``descriptor.OwnedDescriptor``).
 * Every syscall runs with the GIL released and is retried on EINTR; would-block is the builtin
   ``BlockingIOError``; sends use MSG_NOSIGNAL, so a reset peer is an error, never SIGPIPE.
 * Accepted streams come from ``accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)`` and get the listener's
@@ -22,16 +22,16 @@ from libc.stdlib cimport calloc, free
 from posix.uio cimport iovec
 from posix.unistd cimport close
 
-from horizon_drivers.native.sys_socket cimport (
+from horizon_drivers.native.linux.sys_socket cimport (
     sockaddr, socklen_t, msghdr, accept4, shutdown, sendmsg, getsockopt, setsockopt,
     getpeername, SOL_SOCKET, SO_ERROR, SOCK_NONBLOCK, SOCK_CLOEXEC, MSG_NOSIGNAL, MSG_DONTWAIT,
     SHUT_RD, SHUT_WR, SHUT_RDWR,
 )
-from horizon_drivers.native.netinet_in cimport IPPROTO_TCP
-from horizon_drivers.native._linux_address cimport (
+from horizon_drivers.native.linux.netinet_in cimport IPPROTO_TCP
+from horizon_drivers.native.linux.address cimport (
     address_from_sockaddr, peer_address_of, raise_errno,
 )
-from horizon_drivers.native._linux_descriptor cimport OwnedDescriptor, send_buffer, recv_buffer
+from horizon_drivers.native.linux.descriptor cimport OwnedDescriptor, send_buffer, recv_buffer
 
 import socket as _socket
 

@@ -1,4 +1,4 @@
-"""Stub for the compiled module horizon_drivers/native/_linux_loadgen.pyx."""
+"""Stub for the compiled module horizon_drivers/bench/loadgen.pyx."""
 
 from collections.abc import Iterable
 from typing import Any, Final

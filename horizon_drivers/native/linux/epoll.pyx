@@ -26,15 +26,15 @@ from libc.stdlib cimport calloc, free
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from posix.unistd cimport close
 
-from horizon_drivers.native.sys_epoll cimport (
+from horizon_drivers.native.linux.sys_epoll cimport (
     epoll_event, epoll_create1, epoll_ctl, epoll_wait, epoll_pwait2,
     EPOLL_CLOEXEC, EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP, EPOLLET,
     EPOLL_CTL_ADD, EPOLL_CTL_MOD, EPOLL_CTL_DEL,
 )
-from horizon_drivers.native.sys_eventfd cimport (
+from horizon_drivers.native.linux.sys_eventfd cimport (
     eventfd, eventfd_read, eventfd_write, eventfd_t, EFD_CLOEXEC, EFD_NONBLOCK,
 )
-from horizon_drivers.native._linux_address cimport raise_errno
+from horizon_drivers.native.linux.address cimport raise_errno
 
 import math as _math
 

@@ -1,7 +1,7 @@
 """TCP echo load in Python: the fallback ``horizon bench`` uses when the native generator is missing.
 
 ``horizon bench`` measures TCP with the native C load generator
-(:func:`~horizon_drivers.native._linux_loadgen.run_tcp_throughput` and ``run_tcp_rtt``). Where that
+(:func:`~horizon_drivers.bench.loadgen.run_tcp_throughput` and ``run_tcp_rtt``). Where that
 extension is not built, this client does the same two jobs, and the bench output says so: bulk
 sends move 64 KiB per call with the GIL released, but what Python adds to each ping-pong (a few
 µs, plus a thread hand-off for the streaming reader) makes its numbers a floor, not the server's.

@@ -1,6 +1,6 @@
 """The processes ``horizon bench`` starts: one echo server, one load generator.
 
-Run as ``python -m horizon_drivers.cli.bench_child serve|load ...``; each pins itself to the CPU
+Run as ``python -m horizon_drivers.bench.child serve|load ...``; each pins itself to the CPU
 it is given, does its one job and talks to the parent in JSON lines on stdout:
 
 * ``serve`` prints ``{"ready": "127.0.0.1:PORT"}`` once bound, serves until SIGTERM, and for a
@@ -9,7 +9,7 @@ it is given, does its one job and talks to the parent in JSON lines on stdout:
   throughput run, then a window-1 round-trip run; TCP a streaming throughput run, then a
   ping-pong round-trip run. Round trips carry the whole CDF (``CDF_PROBABILITIES``). Where the
   native generator is unavailable, TCP falls back to the Python client in
-  :mod:`~horizon_drivers.cli.tcp_load` (the result's ``load_generator`` says which ran);
+  :mod:`~horizon_drivers.bench.tcp_client` (the result's ``load_generator`` says which ran);
 * either prints ``{"error": "one line"}`` and exits 2 when it cannot do its job.
 
 Keeping server and load generator in separate processes, pinned to different CPUs, is what
@@ -30,11 +30,11 @@ from typing import Any
 
 from horizon_core.addresses import SocketAddress
 from horizon_core.config import NetConfig
+from horizon_drivers.bench.latency import CDF_PROBABILITIES, LatencySummary, summarize_rtts
+from horizon_drivers.bench.peers import PEER_NAMES, serve_peer
+from horizon_drivers.bench.tcp_client import TCP_CHUNK, measure_tcp_rtts, measure_tcp_throughput
 from horizon_drivers.cli.echo_service import Bound, StopFlag, serve_echo, stop_on_signals
 from horizon_drivers.cli.failures import EXIT_FAILURE, explain
-from horizon_drivers.cli.latency import CDF_PROBABILITIES, LatencySummary, summarize_rtts
-from horizon_drivers.cli.peers import PEER_NAMES, serve_peer
-from horizon_drivers.cli.tcp_load import TCP_CHUNK, measure_tcp_rtts, measure_tcp_throughput
 from horizon_drivers.tuning import pin_to_cpu
 
 __all__ = ["PYTHON_FALLBACK", "load_generator_status", "main"]
@@ -42,7 +42,7 @@ __all__ = ["PYTHON_FALLBACK", "load_generator_status", "main"]
 #: The ``load_generator`` a TCP result names when the Python client measured it.
 PYTHON_FALLBACK = "python"
 # Bounds a TCP connect, each wait for an echo and the final drain in the native generator; two of
-# them fit in bench_runner.LOAD_GRACE with the runs' durations.
+# them fit in runner.LOAD_GRACE with the runs' durations.
 _TCP_TIMEOUT = 4.0
 
 
@@ -55,7 +55,7 @@ def load_generator_status() -> tuple[bool, str]:
         True
     """
     try:
-        from horizon_drivers.native import _linux_loadgen  # noqa: F401
+        from horizon_drivers.bench import loadgen  # noqa: F401
     except ImportError as exc:
         return False, f"the native load generator is unavailable ({exc})"
     return True, ""
@@ -97,7 +97,7 @@ def _summary(rtt: LatencySummary | None) -> dict[str, object] | None:
 def _load(args: argparse.Namespace) -> None:
     target = SocketAddress.parse(args.target)
     if args.protocol == "udp":
-        from horizon_drivers.native._linux_loadgen import run_udp_load
+        from horizon_drivers.bench.loadgen import run_udp_load
 
         common = {"payload_size": args.size, "warmup": args.warmup, "sample_rtt": True,
                   "quantiles": CDF_PROBABILITIES}
@@ -120,7 +120,7 @@ def _load(args: argparse.Namespace) -> None:
 
 
 def _native_tcp(target: SocketAddress, args: argparse.Namespace) -> dict[str, object]:
-    from horizon_drivers.native._linux_loadgen import run_tcp_rtt, run_tcp_throughput
+    from horizon_drivers.bench.loadgen import run_tcp_rtt, run_tcp_throughput
 
     bulk = run_tcp_throughput(target, duration=args.duration, warmup=args.warmup,
                               connections=args.connections, size=TCP_CHUNK, timeout=_TCP_TIMEOUT)
@@ -155,7 +155,7 @@ def _python_tcp(target: SocketAddress, args: argparse.Namespace, reason: str) ->
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="horizon_drivers.cli.bench_child")
+    parser = argparse.ArgumentParser(prog="horizon_drivers.bench.child")
     parser.add_argument("--cpu", type=int, default=None)
     jobs = parser.add_subparsers(dest="job", required=True)
     serve = jobs.add_parser("serve")

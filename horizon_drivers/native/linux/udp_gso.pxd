@@ -6,10 +6,10 @@ from libc.errno cimport EINVAL, EIO, EMSGSIZE, EOPNOTSUPP, ENOPROTOOPT
 from libc.stdint cimport uint16_t
 from libc.string cimport memcpy
 
-from horizon_drivers.native.sys_socket cimport (
+from horizon_drivers.native.linux.sys_socket cimport (
     msghdr, cmsghdr, CMSG_FIRSTHDR, CMSG_DATA, CMSG_SPACE, CMSG_LEN,
 )
-from horizon_drivers.native.netinet_in cimport SOL_UDP, UDP_SEGMENT
+from horizon_drivers.native.linux.netinet_in cimport SOL_UDP, UDP_SEGMENT
 
 cdef enum:
     # One GSO send carries at most this many segments (UDP_MAX_SEGMENTS: 64 before Linux 6.9,

@@ -1,6 +1,6 @@
-"""Stub for the compiled module horizon_drivers/native/_linux_descriptor.pyx.
+"""Stub for the compiled module horizon_drivers/native/linux/descriptor.pyx.
 
-Its helpers are C-level (cimported through ``_linux_descriptor.pxd``); Python sees the base class
+Its helpers are C-level (cimported through ``native/linux/descriptor.pxd``); Python sees the base class
 of the Linux socket classes.
 """
 

@@ -10,10 +10,10 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.string cimport memcpy, memset
 from libc.stdint cimport uint32_t
 
-from horizon_drivers.native.sys_socket cimport (
+from horizon_drivers.native.linux.sys_socket cimport (
     sockaddr, socklen_t, getsockname, getpeername, AF_INET, AF_INET6,
 )
-from horizon_drivers.native.netinet_in cimport sockaddr_in6
+from horizon_drivers.native.linux.netinet_in cimport sockaddr_in6
 from horizon_drivers.native.sockaddr_codec cimport (
     pack_sockaddr, unpack_sockaddr, PACKED_SIZE, TAG_V4, TAG_V6,
 )

@@ -5,7 +5,7 @@
 # scope id at 24), so only the opaque struct is declared; it is declared as a struct, not a
 # ctypedef struct, as mingw-w64's headers need.
 
-from horizon_drivers.native.win_windows cimport DWORD, ULONG, OVERLAPPED
+from horizon_drivers.native.windows.winbase cimport DWORD, ULONG, OVERLAPPED
 
 cdef extern from "winsock2.h" nogil:
     ctypedef unsigned long long SOCKET   # UINT_PTR on win64

@@ -35,7 +35,7 @@ READY_TIMEOUT = 20.0
 #: Slack on top of a load run's own duration before it is killed.
 LOAD_GRACE = 20.0
 _STOP_TIMEOUT = 5.0
-_CHILD = [sys.executable, "-m", "horizon_drivers.cli.bench_child"]
+_CHILD = [sys.executable, "-m", "horizon_drivers.bench.child"]
 
 
 @attrs.frozen

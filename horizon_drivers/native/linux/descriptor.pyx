@@ -19,8 +19,8 @@ from cpython.exc cimport PyErr_CheckSignals
 from libc.errno cimport errno, EINTR
 from posix.unistd cimport close
 
-from horizon_drivers.native.sys_socket cimport sockaddr, socklen_t, sendto, recvfrom
-from horizon_drivers.native._linux_address cimport local_address_of
+from horizon_drivers.native.linux.sys_socket cimport sockaddr, socklen_t, sendto, recvfrom
+from horizon_drivers.native.linux.address cimport local_address_of
 
 import socket as _socket
 

@@ -42,7 +42,7 @@ from libc.stdint cimport uint16_t, uint64_t
 from libc.stdlib cimport calloc, malloc, free
 from libc.string cimport memcpy, memmove, memset
 
-from horizon_drivers.native.win_windows cimport (
+from horizon_drivers.native.windows.winbase cimport (
     DWORD, ULONG, BOOL, HANDLE, ULONG_PTR, OVERLAPPED, OVERLAPPED_ENTRY,
     INVALID_HANDLE_VALUE, INFINITE, WAIT_TIMEOUT,
     ERROR_OPERATION_ABORTED, ERROR_MORE_DATA, ERROR_NETNAME_DELETED, ERROR_CONNECTION_REFUSED,
@@ -52,7 +52,7 @@ from horizon_drivers.native.win_windows cimport (
     CreateIoCompletionPort, GetQueuedCompletionStatusEx, PostQueuedCompletionStatus,
     SetFileCompletionNotificationModes, GetOverlappedResult, GetLastError,
 )
-from horizon_drivers.native.win_winsock2 cimport (
+from horizon_drivers.native.windows.winsock2 cimport (
     SOCKET, INVALID_SOCKET, SOCKET_ERROR, sockaddr, WSABUF, linger,
     AF_INET, AF_INET6, SOCK_STREAM, SOL_SOCKET, SO_LINGER, SD_SEND, IPPROTO_TCP,
     WSA_FLAG_OVERLAPPED, WSA_FLAG_NO_HANDLE_INHERIT, SIO_UDP_CONNRESET,
@@ -61,7 +61,7 @@ from horizon_drivers.native.win_winsock2 cimport (
     WSAGetLastError, WSASocketW, closesocket, shutdown, connect, getsockname, getpeername,
     setsockopt, WSAIoctl, WSARecvFrom, WSASendTo, WSARecv, WSASend,
 )
-from horizon_drivers.native.win_mswsock cimport (
+from horizon_drivers.native.windows.mswsock cimport (
     SO_UPDATE_ACCEPT_CONTEXT, SO_UPDATE_CONNECT_CONTEXT,
     horizon_load_extensions, horizon_acceptex, horizon_connectex,
 )

@@ -1,4 +1,4 @@
-"""Stub for the compiled module horizon_drivers/native/_win_iocp.pyx (Windows only)."""
+"""Stub for the compiled module horizon_drivers/native/windows/iocp.pyx (Windows only)."""
 
 import socket
 from collections.abc import Callable, Iterable, Sequence

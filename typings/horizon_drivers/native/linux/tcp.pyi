@@ -1,10 +1,10 @@
-"""Stub for the compiled module horizon_drivers/native/_linux_tcp.pyx."""
+"""Stub for the compiled module horizon_drivers/native/linux/tcp.pyx."""
 
 import socket
 from collections.abc import Sequence
 from typing import Final, Self
 
-from horizon_drivers.native._linux_descriptor import OwnedDescriptor
+from horizon_drivers.native.linux.descriptor import OwnedDescriptor
 from typing_extensions import disjoint_base
 
 from horizon_core.addresses import SocketAddress
