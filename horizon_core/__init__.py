@@ -43,6 +43,7 @@ from horizon_core.config import (
     KiB,
     MiB,
     NetConfig,
+    resolve_config,
 )
 from horizon_core.contract import (
     AddressLike,
@@ -191,4 +192,5 @@ __all__ = [
     "plan_options",
     "token_generation",
     "token_index",
+    "resolve_config",
 ]

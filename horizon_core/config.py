@@ -32,7 +32,7 @@ import attrs
 
 from horizon_core.errors import ConfigError, FieldProblem
 
-__all__ = ["GiB", "KiB", "MiB", "NetConfig"]
+__all__ = ["GiB", "KiB", "MiB", "NetConfig", "resolve_config"]
 
 KiB: Final = 1024
 MiB: Final = 1024 * KiB
@@ -389,6 +389,29 @@ _RULES: Final[Mapping[str, _Rule]] = {
 }
 # Names that can be listed in best_effort or asked about with is_required.
 _SETTINGS: Final = frozenset(name for name in _RULES if name != "best_effort")
+
+
+def resolve_config(config: object) -> NetConfig:
+    """The config a driver uses when given ``config``: ``NetConfig()`` for None.
+
+    Every driver calls this one check, so every driver refuses a non-NetConfig the same way: a
+    TypeError naming what was passed and what is allowed (a mapping of settings is turned into a
+    NetConfig with :meth:`NetConfig.from_mapping`, never guessed at).
+
+    Example:
+        >>> resolve_config(None) == NetConfig()
+        True
+        >>> resolve_config({"recv_buf": "4MiB"})
+        Traceback (most recent call last):
+        ...
+        TypeError: config must be a NetConfig or None, not dict (build one with NetConfig.from_mapping)
+    """
+    if config is None:
+        return NetConfig()
+    if isinstance(config, NetConfig):
+        return config
+    hint = " (build one with NetConfig.from_mapping)" if isinstance(config, Mapping) else ""
+    raise TypeError(f"config must be a NetConfig or None, not {type(config).__name__}{hint}")
 
 
 def _normalize(key: str) -> str:

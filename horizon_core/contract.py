@@ -259,11 +259,15 @@ class Runtime(_Closeable, Protocol):
         ...
 
     def stop(self) -> None:
-        """Make ``run`` return after the current step. Safe from any thread."""
+        """Make ``run`` return after the current step. Safe from any thread; no-op once closed."""
         ...
 
     def wake(self) -> None:
         """Interrupt a blocked ``poll_once`` from any thread."""
+        ...
+
+    def __contains__(self, token: object) -> bool:
+        """True while ``token`` is registered (False once deregistered or closed)."""
         ...
 
 
