@@ -96,7 +96,7 @@ NAME = "iocp"
 def under_wine() -> bool:
     """True when this Windows process runs under Wine (ntdll exports ``wine_get_version``).
 
-    Tests use it to say where Wine differs from Windows (see shared/windows-under-wine.md).
+    Tests use it to say where Wine differs from Windows (see docs/windows.md).
 
     Example:
         >>> isinstance(under_wine(), bool)

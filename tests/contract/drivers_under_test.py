@@ -83,7 +83,7 @@ def _under_wine() -> bool:
     return hasattr(ntdll, "wine_get_version")
 
 
-#: Under Wine, where tests check what Wine can show (shared/windows-under-wine.md).
+#: Under Wine, where tests check what Wine can show (docs/windows.md).
 UNDER_WINE: bool = _under_wine()
 
 #: Address families to draw: IPv6 only where this host has a ``::1``.

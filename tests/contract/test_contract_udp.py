@@ -232,7 +232,7 @@ def test_connected_udp_sends_receives_and_reports_refusal(dut: DriverUnderTest) 
         a.send(b"anyone?")
         if UNDER_WINE and dut.id != "iocp":
             # Wine delivers ICMP errors only to overlapped receives (the iocp driver sees them); a
-            # non-overlapped recv never does (shared/windows-under-wine.md), where Windows raises
+            # non-overlapped recv never does (docs/windows.md), where Windows raises
             # WSAECONNRESET (the portable driver reports it as ConnectionRefusedError). Under
             # Wine: no datagram and no other error may arrive; the refusal may or may not.
             with pytest.raises((ConnectionRefusedError, AssertionError)) as caught:

@@ -1,4 +1,4 @@
-"""NetConfig: the spec table (docs/core-api.md, config), validation, presets and mappings."""
+"""NetConfig: the field table (README, Configuration), validation, presets and mappings."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from horizon_drivers.native.linux.address cimport local_address_of
 
 import socket as _socket
 
-from horizon_core.config import NetConfig
+from horizon_core.config import resolve_config
 from horizon_core.errors import SocketClosedError
 
 __all__: list[str] = []  # C-level API (see the .pxd); the classes are exported by their modules
@@ -57,7 +57,7 @@ cdef class OwnedDescriptor:
         if sock.fileno() < 0:
             raise SocketClosedError(self._kind, "adopt")
         sock.setblocking(False)
-        self.config = config if config is not None else NetConfig()
+        self.config = resolve_config(config)
         self._options = options
         self._family = sock.family
         self._fd = sock.detach()

@@ -38,10 +38,11 @@ from horizon_drivers.native.linux.address cimport raise_errno
 
 import math as _math
 
-from horizon_core.config import NetConfig
+from horizon_core.config import resolve_config
 from horizon_core.errors import SocketClosedError
 from horizon_core.events import Event, Interest, Readiness
 from horizon_core.slab import Slab
+from horizon_drivers.run_loop import RunLoop
 
 __all__ = ["MAX_EVENTS", "Runtime"]
 
@@ -98,7 +99,6 @@ cdef class Runtime:
     cdef int _busy
     cdef bint _closed
     cdef bint _polling
-    cdef bint _stop_requested
     cdef bint _edge
     cdef bint _have_pwait2
     cdef int _max_events
@@ -114,6 +114,7 @@ cdef class Runtime:
     # later time, so from then on every event is checked against the slab.
     cdef bint _orphans
     cdef object _default_timeout
+    cdef object _loop
     cdef readonly object config
     cdef object __weakref__
 
@@ -130,8 +131,9 @@ cdef class Runtime:
         if type(max_events) is not int or not 1 <= max_events <= MAX_EVENTS_LIMIT:
             raise ValueError(f"max_events must be an int from 1 to {MAX_EVENTS_LIMIT}, "
                              f"got {max_events!r}")
-        cfg = config if config is not None else NetConfig()
+        cfg = resolve_config(config)
         self.config = cfg
+        self._loop = RunLoop()
         self._edge = bool(edge_triggered)
         self._max_events = max_events
         self._spin_ns = <long long>(cfg.spin_budget or 0) * 1000
@@ -415,30 +417,15 @@ cdef class Runtime:
     def run(self, handler, *, timeout=None):
         """Call ``handler(event)`` for each event until ``stop()`` (or ``close()``).
 
-        ``timeout`` bounds each wait (None: ``config.poll_timeout``). A ``stop()`` that arrives
-        before ``run`` starts makes it return after one step; the request is consumed on return.
-        A runtime closed while running (by a handler or another thread) ends the run quietly;
-        calling ``run`` on a closed runtime raises ``SocketClosedError``.
+        ``timeout`` bounds each wait (None: ``config.poll_timeout``). The loop is
+        :class:`horizon_drivers.run_loop.RunLoop`, shared by every driver: ``run`` on a closed
+        runtime raises ``SocketClosedError``; a runtime closed while running ends the run quietly.
         """
-        if self._closed:
-            self._stop_requested = False
-            raise SocketClosedError("runtime", "run")
-        slab = self._slab
-        try:
-            while not self._stop_requested and not self._closed:
-                for event in self.poll_once(timeout):
-                    if event[0] in slab:
-                        handler(event)
-                    if self._closed:
-                        break
-        finally:
-            self._stop_requested = False
+        self._loop.run(self, handler, timeout)
 
     def stop(self):
-        """Make ``run`` return after the current step. Safe from any thread."""
-        self._stop_requested = True
-        if not self._closed:
-            self.wake()
+        """Make ``run`` return after the current step. Safe from any thread; no-op once closed."""
+        self._loop.stop(self)
 
     def wake(self):
         """Interrupt a blocked ``poll_once`` from any thread."""

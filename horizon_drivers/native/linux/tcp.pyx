@@ -35,7 +35,7 @@ from horizon_drivers.native.linux.descriptor cimport OwnedDescriptor, send_buffe
 
 import socket as _socket
 
-from horizon_core.config import NetConfig
+from horizon_core.config import resolve_config
 
 __all__ = ["MAX_IOV", "TcpListener", "TcpStream"]
 
@@ -88,7 +88,7 @@ cdef class TcpStream(OwnedDescriptor):
         """
         from horizon_drivers.opening import open_tcp_stream
 
-        cfg = config if config is not None else NetConfig()
+        cfg = resolve_config(config)
         sock, report = open_tcp_stream(address, cfg)
         return cls(sock, report, cfg, connecting=True)
 
@@ -280,7 +280,7 @@ cdef class TcpListener(OwnedDescriptor):
         """
         from horizon_drivers.opening import open_tcp_listener
 
-        cfg = config if config is not None else NetConfig()
+        cfg = resolve_config(config)
         sock, report = open_tcp_listener(address, cfg)
         return cls(sock, report, cfg)
 
