@@ -223,44 +223,45 @@ cdef class Runtime:
 
     def register(self, source, interest):
         """Watch ``source`` (anything with ``fileno()``) for ``interest``; return its token."""
-        cdef epoll_event ev
-        cdef int fd, rc = 0, err = 0
+        cdef int fd
         cdef int epfd = self._enter("register with")
         try:
             fd = source.fileno()
             if fd < 0:
                 raise SocketClosedError("socket", "register")
-            ev.events = _epoll_mask(interest) | (EPOLLET if self._edge else 0)
             token = self._slab.insert((source, fd))
-            ev.data.u64 = <uint64_t>token
-            with nogil:
-                rc = epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev)
-                if rc != 0:
-                    err = errno
-            if rc != 0:
+            try:
+                self._ctl(epfd, EPOLL_CTL_ADD, fd, token, interest)
+            except BaseException:
                 self._slab.remove(token)
-                raise_errno(err, "epoll_ctl(ADD)")
+                raise
             return token
         finally:
             self._leave()
 
     def reregister(self, token, interest):
         """Change what the source registered under ``token`` is watched for."""
-        cdef epoll_event ev
-        cdef int fd, rc = 0, err = 0
+        cdef int fd
         cdef int epfd = self._enter("reregister with")
         try:
             source, fd = self._slab.get(token)
-            ev.events = _epoll_mask(interest) | (EPOLLET if self._edge else 0)
-            ev.data.u64 = <uint64_t>token
-            with nogil:
-                rc = epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev)
-                if rc != 0:
-                    err = errno
-            if rc != 0:
-                raise_errno(err, "epoll_ctl(MOD)")
+            self._ctl(epfd, EPOLL_CTL_MOD, fd, token, interest)
         finally:
             self._leave()
+
+    cdef int _ctl(self, int epfd, int op, int fd, object token, object interest) except -1:
+        """epoll_ctl ADD or MOD of ``fd`` for ``interest``, the event carrying ``token``."""
+        cdef epoll_event ev
+        cdef int rc = 0, err = 0
+        ev.events = _epoll_mask(interest) | (EPOLLET if self._edge else 0)
+        ev.data.u64 = <uint64_t>token
+        with nogil:
+            rc = epoll_ctl(epfd, op, fd, &ev)
+            if rc != 0:
+                err = errno
+        if rc != 0:
+            raise_errno(err, "epoll_ctl(ADD)" if op == EPOLL_CTL_ADD else "epoll_ctl(MOD)")
+        return 0
 
     def deregister(self, token):
         """Stop watching; no event for ``token`` is delivered after this returns.
