@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import re
 import struct
@@ -44,6 +45,7 @@ __all__ = [
     "SocketAddress",
     "SocketAddressLike",
     "as_socket_address",
+    "wrong_family_error",
 ]
 
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -386,3 +388,21 @@ def as_socket_address(value: SocketAddressLike) -> SocketAddress:
         "expected a SocketAddress, a (host, port) tuple or 'host:port' text, "
         f"got {type(value).__name__}: {value!r}"
     )
+
+
+def wrong_family_error(address: SocketAddress, family: int) -> OSError:
+    """The error for a datagram to ``address`` from a socket of the other ``family`` (4 or 6).
+
+    EAFNOSUPPORT, as the kernel says for an IPv6 destination on an IPv4 socket; every driver
+    raises this one error (a plain ``socket.sendto`` would raise TypeError instead).
+
+    Example:
+        >>> error = wrong_family_error(SocketAddress.parse("[::1]:53"), 4)
+        >>> import errno; error.errno == errno.EAFNOSUPPORT
+        True
+        >>> print(error.strerror)
+        cannot send to [::1]:53, an IPv6 address, from an IPv4 (AF_INET) socket
+    """
+    af = "AF_INET6" if family == 6 else "AF_INET"
+    detail = f"cannot send to {address}, an IPv{address.family} address, from an IPv{family} ({af}) socket"
+    return OSError(errno.EAFNOSUPPORT, detail)

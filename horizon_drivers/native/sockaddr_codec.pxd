@@ -1,49 +1,72 @@
 # Header-only conversions between kernel sockaddrs and horizon_core's 32-byte packed address
-# form (horizon_core/addresses.py documents the layout). The packed form mirrors sockaddr byte
+# form (horizon_core/addresses.py documents the layout), shared by the Linux and Windows drivers.
+#
+# Both platforms lay sockaddr_in and sockaddr_in6 out alike: family u16 (host order) at 0, port
+# at 2; the IPv4 address at 4; the IPv6 flow info at 4, address at 8 and scope id (host order)
+# at 24; 16 and 28 bytes long. So this works on raw bytes at those offsets and needs only the
+# AF_INET/AF_INET6 values from the platform's headers. The packed form mirrors sockaddr byte
 # order, so port, flow info and address bytes are copied straight across; only the family tag
 # is translated and scope_id is written little-endian explicitly.
 
 from libc.string cimport memcpy, memset, memcmp
-from libc.stdint cimport uint32_t
+from libc.stdint cimport uint16_t, uint32_t
 
-from horizon_drivers.native.linux.sys_socket cimport sockaddr, socklen_t, AF_INET, AF_INET6
-from horizon_drivers.native.linux.netinet_in cimport sockaddr_in, sockaddr_in6, htonl
+# <winsock2.h> comes before anything that includes <windows.h> (see winbase.pxd); on Linux the
+# socket headers. Either way only the two family values are read from them.
+cdef extern from *:
+    """
+    #ifdef _WIN32
+    #include <winsock2.h>
+    #include <ws2tcpip.h>
+    #else
+    #include <sys/socket.h>
+    #include <netinet/in.h>
+    #endif
+    static const unsigned char HORIZON_V4_MAPPED_PREFIX[12] =
+        {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    """
+    const unsigned char HORIZON_V4_MAPPED_PREFIX[12]
+    int CODEC_AF_INET "AF_INET"
+    int CODEC_AF_INET6 "AF_INET6"
 
 cdef enum:
     PACKED_SIZE = 32
     TAG_NONE = 0
     TAG_V4 = 4
     TAG_V6 = 6
-
-# 20-bit flow label mask, as the core validates it; the traffic-class bits above it are dropped.
-cdef extern from *:
-    """
-    static const unsigned char HORIZON_V4_MAPPED_PREFIX[12] =
-        {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    """
-    const unsigned char HORIZON_V4_MAPPED_PREFIX[12]
+    SOCKADDR_IN_SIZE = 16
+    SOCKADDR_IN6_SIZE = 28      # the room unpack_sockaddr needs: a sockaddr_in6 or more
+    # What unpack_sockaddr returns when it wrote no address (a positive return is a length).
+    SOCKADDR_NONE = 0           # tag 0: no address; send to the connected peer
+    SOCKADDR_BAD_TAG = -1       # a tag that is neither 0, 4 nor 6
+    SOCKADDR_WRONG_FAMILY = -2  # an IPv6 address (not v4-mapped) for an IPv4 socket
 
 
-cdef inline void pack_sockaddr(const sockaddr *sa, socklen_t salen,
+cdef inline void pack_sockaddr(const void *sa, Py_ssize_t salen,
                                unsigned char *out) noexcept nogil:
-    """Write the packed form of ``sa`` (tag 0 when it is not an IPv4/IPv6 address)."""
-    cdef const sockaddr_in *sin
-    cdef const sockaddr_in6 *sin6
-    cdef uint32_t scope, flow
+    """Write the packed form of ``sa`` (tag 0 when it is not an IPv4/IPv6 address).
+
+    The flow label keeps its 20 bits, as the core validates it; the traffic class above is dropped.
+    """
+    cdef const unsigned char *name = <const unsigned char *>sa
+    cdef uint16_t family
+    cdef uint32_t scope
     memset(out, 0, PACKED_SIZE)
-    if salen >= sizeof(sockaddr_in) and sa.sa_family == AF_INET:
-        sin = <const sockaddr_in *>sa
+    if salen < 2:
+        return
+    memcpy(&family, name, 2)
+    if salen >= SOCKADDR_IN_SIZE and family == CODEC_AF_INET:
         out[0] = TAG_V4
-        memcpy(out + 2, &sin.sin_port, 2)
-        memcpy(out + 8, &sin.sin_addr, 4)
-    elif salen >= sizeof(sockaddr_in6) and sa.sa_family == AF_INET6:
-        sin6 = <const sockaddr_in6 *>sa
+        memcpy(out + 2, name + 2, 2)
+        memcpy(out + 8, name + 4, 4)
+    elif salen >= SOCKADDR_IN6_SIZE and family == CODEC_AF_INET6:
         out[0] = TAG_V6
-        memcpy(out + 2, &sin6.sin6_port, 2)
-        flow = sin6.sin6_flowinfo & htonl(0x000FFFFF)
-        memcpy(out + 4, &flow, 4)
-        memcpy(out + 8, &sin6.sin6_addr, 16)
-        scope = sin6.sin6_scope_id
+        memcpy(out + 2, name + 2, 2)
+        memcpy(out + 4, name + 4, 4)         # network order: the label is the low 20 bits
+        out[4] = 0
+        out[5] &= 0x0F
+        memcpy(out + 8, name + 8, 16)
+        memcpy(&scope, name + 24, 4)
         out[24] = scope & 0xFF
         out[25] = (scope >> 8) & 0xFF
         out[26] = (scope >> 16) & 0xFF
@@ -51,47 +74,51 @@ cdef inline void pack_sockaddr(const sockaddr *sa, socklen_t salen,
 
 
 cdef inline int unpack_sockaddr(const unsigned char *packed, int family,
-                                sockaddr_in6 *out, socklen_t *outlen) noexcept nogil:
-    """Fill ``out`` (room for either family) from a packed address, for a socket of ``family``.
+                                void *out) noexcept nogil:
+    """Fill ``out`` (SOCKADDR_IN6_SIZE bytes or more) from a packed address, for a socket of
+    ``family``; return the sockaddr's length, or SOCKADDR_NONE / BAD_TAG / WRONG_FAMILY.
 
-    Returns 0 when an address was written, 1 for tag 0 (no address: use the connected peer) and
-    -1 for a tag that is neither 0, 4 nor 6. An IPv4 address for an IPv6 socket becomes
-    ``::ffff:a.b.c.d``; a v4-mapped IPv6 address for an IPv4 socket becomes plain IPv4; any other
-    mismatch is passed through so the kernel reports it (EAFNOSUPPORT).
+    An IPv4 address for an IPv6 socket becomes ``::ffff:a.b.c.d``; a v4-mapped IPv6 address for
+    an IPv4 socket becomes plain IPv4; any other IPv6 address for an IPv4 socket is
+    SOCKADDR_WRONG_FAMILY, for the caller to raise as EAFNOSUPPORT before anything is sent.
     """
-    cdef sockaddr_in *sin
+    cdef unsigned char *name = <unsigned char *>out
     cdef unsigned char tag = packed[0]
+    cdef uint16_t fam
     cdef uint32_t scope
     if tag == TAG_NONE:
-        outlen[0] = 0
-        return 1
+        return SOCKADDR_NONE
     if tag != TAG_V4 and tag != TAG_V6:
-        return -1
-    memset(out, 0, sizeof(sockaddr_in6))
-    if tag == TAG_V6 and family == AF_INET and memcmp(packed + 8, HORIZON_V4_MAPPED_PREFIX, 12) == 0:
-        sin = <sockaddr_in *>out
-        sin.sin_family = AF_INET
-        memcpy(&sin.sin_port, packed + 2, 2)
-        memcpy(&sin.sin_addr, packed + 20, 4)
-        outlen[0] = sizeof(sockaddr_in)
-        return 0
-    if tag == TAG_V4 and family != AF_INET6:
-        sin = <sockaddr_in *>out
-        sin.sin_family = AF_INET
-        memcpy(&sin.sin_port, packed + 2, 2)
-        memcpy(&sin.sin_addr, packed + 8, 4)
-        outlen[0] = sizeof(sockaddr_in)
-        return 0
-    out.sin6_family = AF_INET6
-    memcpy(&out.sin6_port, packed + 2, 2)
+        return SOCKADDR_BAD_TAG
+    if tag == TAG_V6 and family == CODEC_AF_INET:
+        if memcmp(packed + 8, HORIZON_V4_MAPPED_PREFIX, 12) != 0:
+            return SOCKADDR_WRONG_FAMILY
+        memset(name, 0, SOCKADDR_IN_SIZE)
+        fam = CODEC_AF_INET
+        memcpy(name, &fam, 2)
+        memcpy(name + 2, packed + 2, 2)
+        memcpy(name + 4, packed + 20, 4)
+        return SOCKADDR_IN_SIZE
+    if tag == TAG_V4 and family != CODEC_AF_INET6:
+        memset(name, 0, SOCKADDR_IN_SIZE)
+        fam = CODEC_AF_INET
+        memcpy(name, &fam, 2)
+        memcpy(name + 2, packed + 2, 2)
+        memcpy(name + 4, packed + 8, 4)
+        return SOCKADDR_IN_SIZE
+    memset(name, 0, SOCKADDR_IN6_SIZE)
+    fam = CODEC_AF_INET6
+    memcpy(name, &fam, 2)
+    memcpy(name + 2, packed + 2, 2)
     if tag == TAG_V4:
-        memcpy(&out.sin6_addr, HORIZON_V4_MAPPED_PREFIX, 12)
-        memcpy((<unsigned char *>&out.sin6_addr) + 12, packed + 8, 4)
+        memcpy(name + 8, HORIZON_V4_MAPPED_PREFIX, 12)
+        memcpy(name + 20, packed + 8, 4)
     else:
-        memcpy(&out.sin6_flowinfo, packed + 4, 4)
-        memcpy(&out.sin6_addr, packed + 8, 16)
+        memcpy(name + 4, packed + 4, 4)
+        name[4] = 0                          # the 20-bit flow label, as on receive
+        name[5] &= 0x0F
+        memcpy(name + 8, packed + 8, 16)
         scope = (<uint32_t>packed[24]) | (<uint32_t>packed[25] << 8) \
             | (<uint32_t>packed[26] << 16) | (<uint32_t>packed[27] << 24)
-        out.sin6_scope_id = scope
-    outlen[0] = sizeof(sockaddr_in6)
-    return 0
+        memcpy(name + 24, &scope, 4)
+    return SOCKADDR_IN6_SIZE

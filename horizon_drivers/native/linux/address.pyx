@@ -15,13 +15,13 @@ from horizon_drivers.native.linux.sys_socket cimport (
 )
 from horizon_drivers.native.linux.netinet_in cimport sockaddr_in6
 from horizon_drivers.native.sockaddr_codec cimport (
-    pack_sockaddr, unpack_sockaddr, PACKED_SIZE, TAG_V4, TAG_V6,
+    pack_sockaddr, unpack_sockaddr, PACKED_SIZE, TAG_V4, TAG_V6, SOCKADDR_WRONG_FAMILY,
 )
 from libc.errno cimport errno
 
 import os as _os
 
-from horizon_core.addresses import SocketAddress, as_socket_address
+from horizon_core.addresses import SocketAddress, as_socket_address, wrong_family_error
 
 __all__: list[str] = []  # C-level API (see the .pxd) and a test hook
 
@@ -35,8 +35,13 @@ cdef object address_from_sockaddr(const sockaddr *sa, socklen_t salen):
 
 cdef int sockaddr_from_address(object address, int family, sockaddr_in6 *out,
                                socklen_t *outlen) except -1:
-    """Fill ``out`` from anything ``as_socket_address`` accepts, for a socket of ``family``."""
+    """Fill ``out`` from anything ``as_socket_address`` accepts, for a socket of ``family``.
+
+    An IPv6 address (not v4-mapped) for an IPv4 socket raises ``wrong_family_error``
+    (EAFNOSUPPORT), as every driver does: the codec decides, not the kernel.
+    """
     cdef unsigned char packed[PACKED_SIZE]
+    cdef int rc
     cdef const unsigned char *raw
     cdef Py_ssize_t rawlen
     cdef uint32_t port, flow, scope
@@ -60,8 +65,12 @@ cdef int sockaddr_from_address(object address, int family, sockaddr_in6 *out,
     packed[25] = (scope >> 8) & 0xFF
     packed[26] = (scope >> 16) & 0xFF
     packed[27] = (scope >> 24) & 0xFF
-    if unpack_sockaddr(packed, family, out, outlen) != 0:
+    rc = unpack_sockaddr(packed, family, out)
+    if rc == SOCKADDR_WRONG_FAMILY:
+        raise wrong_family_error(addr, 4)
+    if rc <= 0:
         raise ValueError(f"cannot convert {address!r} to a socket address")
+    outlen[0] = <socklen_t>rc
     return 0
 
 

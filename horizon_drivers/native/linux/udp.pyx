@@ -25,23 +25,25 @@ Rules this module obeys:
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_FORMAT
 from cpython.exc cimport PyErr_CheckSignals
 from libc.errno cimport errno, EINTR, EAGAIN, EINVAL, EMSGSIZE
-from libc.stdint cimport uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
-from libc.string cimport memcmp, memcpy, memset
+from libc.string cimport memcmp, memcpy
 from posix.uio cimport iovec
 
 from horizon_drivers.native.linux.sys_socket cimport (
     sockaddr, socklen_t, msghdr, mmsghdr, cmsghdr,
     CMSG_FIRSTHDR, CMSG_NXTHDR, CMSG_DATA, CMSG_LEN,
     recvmmsg, sendmmsg, connect, getsockopt,
-    AF_INET, AF_INET6, SOL_SOCKET, SO_RXQ_OVFL, MSG_TRUNC, MSG_CTRUNC, MSG_DONTWAIT,
+    SOL_SOCKET, SO_RXQ_OVFL, MSG_TRUNC, MSG_DONTWAIT,
     HORIZON_MAX_MMSG,
 )
 from horizon_drivers.native.linux.netinet_in cimport sockaddr_in6, SOL_UDP, UDP_GRO
 from horizon_drivers.native.linux.udp_gso cimport (
     GSO_MAX_SEGMENTS, GSO_MAX_BYTES, GSO_CONTROL, attach_segment_size, gso_refused,
 )
-from horizon_drivers.native.sockaddr_codec cimport pack_sockaddr, unpack_sockaddr, PACKED_SIZE
+from horizon_drivers.native.sockaddr_codec cimport (
+    pack_sockaddr, unpack_sockaddr, PACKED_SIZE, SOCKADDR_NONE, SOCKADDR_WRONG_FAMILY,
+)
 from horizon_drivers.native.linux.address cimport (
     address_from_sockaddr, sockaddr_from_address, raise_errno,
 )
@@ -49,8 +51,9 @@ from horizon_drivers.native.linux.descriptor cimport OwnedDescriptor, send_buffe
 
 import socket as _socket
 
+from horizon_core.addresses import wrong_family_error
 from horizon_core.buffers import Batch
-from horizon_core.config import NetConfig
+from horizon_core.config import resolve_config
 from horizon_core.stats import HISTOGRAM_BUCKETS, StatsSnapshot
 
 __all__ = ["MAX_BATCH", "UdpSocket"]
@@ -77,69 +80,9 @@ cdef inline int _bucket(uint64_t n) noexcept nogil:
     return b if b < BUCKETS - 1 else BUCKETS - 1
 
 
-cdef class _PoolView:
-    """Raw pointers into one BufferPool's memory and metadata arrays.
-
-    Cached per socket and direction; ``matches`` re-checks the identity of every array so a pool
-    whose arrays were replaced is never written through stale pointers.
-    """
-
-    cdef object pool, memory_src, lengths_src, original_src, truncated_src, segments_src
-    cdef object addresses_src
-    cdef unsigned char[::1] memory_mv, truncated_mv, addresses_mv
-    cdef unsigned int[::1] lengths_mv, original_mv, segments_mv
-    cdef unsigned char *memory
-    cdef unsigned char *truncated
-    cdef unsigned char *addresses
-    cdef unsigned int *lengths
-    cdef unsigned int *original_lengths
-    cdef unsigned int *segment_sizes
-    cdef Py_ssize_t slot_count, slot_size
-
-    def __cinit__(self, pool):
-        cdef Py_ssize_t slot_count = pool.slot_count
-        cdef Py_ssize_t slot_size = pool.slot_size
-        if slot_count <= 0 or slot_size <= 0:
-            raise ValueError(f"pool has {slot_count} slots of {slot_size} bytes")
-        self.pool = pool
-        self.memory_src = pool.memory
-        self.lengths_src = pool.lengths
-        self.original_src = pool.original_lengths
-        self.truncated_src = pool.truncated
-        self.segments_src = pool.segment_sizes
-        self.addresses_src = pool.addresses
-        self.memory_mv = self.memory_src
-        self.lengths_mv = self.lengths_src
-        self.original_mv = self.original_src
-        self.truncated_mv = self.truncated_src
-        self.segments_mv = self.segments_src
-        self.addresses_mv = self.addresses_src
-        if (self.memory_mv.shape[0] < slot_count * slot_size
-                or self.lengths_mv.shape[0] < slot_count
-                or self.original_mv.shape[0] < slot_count
-                or self.truncated_mv.shape[0] < slot_count
-                or self.segments_mv.shape[0] < slot_count
-                or self.addresses_mv.shape[0] < slot_count * PACKED_SIZE):
-            raise ValueError("BufferPool arrays are smaller than slot_count/slot_size say")
-        self.slot_count = slot_count
-        self.slot_size = slot_size
-        self.memory = &self.memory_mv[0]
-        self.lengths = &self.lengths_mv[0]
-        self.original_lengths = &self.original_mv[0]
-        self.truncated = &self.truncated_mv[0]
-        self.segment_sizes = &self.segments_mv[0]
-        self.addresses = &self.addresses_mv[0]
-
-    cdef inline bint matches(self, object pool):
-        return (
-            pool is self.pool
-            and pool.memory is self.memory_src
-            and pool.lengths is self.lengths_src
-            and pool.original_lengths is self.original_src
-            and pool.truncated is self.truncated_src
-            and pool.segment_sizes is self.segments_src
-            and pool.addresses is self.addresses_src
-        )
+include "../pool_view.pxi"
+include "udp_gso_plan.pxi"
+include "udp_recv_control.pxi"
 
 
 cdef class UdpSocket(OwnedDescriptor):
@@ -313,7 +256,7 @@ cdef class UdpSocket(OwnedDescriptor):
         """
         from horizon_drivers.opening import open_udp
 
-        cfg = config if config is not None else NetConfig()
+        cfg = resolve_config(config)
         sock, report = open_udp(address, cfg)
         return cls(sock, report, cfg)
 
@@ -331,7 +274,7 @@ cdef class UdpSocket(OwnedDescriptor):
         """
         from horizon_drivers.opening import open_udp_dual_stack
 
-        cfg = config if config is not None else NetConfig()
+        cfg = resolve_config(config)
         sock, report = open_udp_dual_stack(port, cfg)
         return cls(sock, report, cfg)
 
@@ -456,11 +399,8 @@ cdef class UdpSocket(OwnedDescriptor):
         cdef int n = 0, err = 0, flags = MSG_TRUNC | MSG_DONTWAIT
         cdef uint64_t nbytes = 0, ntrunc = 0, ndatagrams = 0
         cdef msghdr *hdr
-        cdef cmsghdr *cm
         cdef bint want_control = self._want_drops or self._want_gro
-        cdef uint32_t drops = 0
-        cdef bint saw_drops = False
-        cdef int gro_size
+        cdef int64_t drops = -1  # the SO_RXQ_OVFL counter on the last datagram, if any
 
         pool = batch.pool
         view = self._recv_view
@@ -524,21 +464,9 @@ cdef class UdpSocket(OwnedDescriptor):
                 nbytes += view.lengths[slot]
                 ndatagrams += 1
                 if want_control and hdr.msg_controllen > 0:
-                    cm = CMSG_FIRSTHDR(hdr)
-                    while cm != NULL:
-                        if (cm.cmsg_level == SOL_UDP and cm.cmsg_type == UDP_GRO
-                                and cm.cmsg_len >= CMSG_LEN(sizeof(int))):
-                            memcpy(&gro_size, CMSG_DATA(cm), sizeof(int))
-                            if gro_size > 0 and <unsigned int>gro_size < mlen:
-                                view.segment_sizes[slot] = gro_size
-                                # a GRO buffer carries ceil(len / stride) datagrams
-                                ndatagrams += (view.lengths[slot] + gro_size - 1) // gro_size - 1
-                        elif (cm.cmsg_level == SOL_SOCKET and cm.cmsg_type == SO_RXQ_OVFL
-                                and cm.cmsg_len >= CMSG_LEN(sizeof(uint32_t))
-                                and i == <unsigned int>n - 1):
-                            memcpy(&drops, CMSG_DATA(cm), sizeof(uint32_t))
-                            saw_drops = True
-                        cm = CMSG_NXTHDR(hdr, cm)
+                    ndatagrams += read_recv_control(hdr, mlen, view.lengths[slot],
+                                                    &view.segment_sizes[slot],
+                                                    &drops if i == <unsigned int>n - 1 else NULL)
             committed = True
             batch.commit_receive(n)
         except BaseException:
@@ -550,8 +478,8 @@ cdef class UdpSocket(OwnedDescriptor):
         self._truncated += ntrunc
         if n > 0:
             self._recv_hist[_bucket(n)] += 1
-        if saw_drops:
-            self._kernel_drops = drops
+        if drops >= 0:
+            self._kernel_drops = <uint32_t>drops
             self._drops_known = True
         return n
 
@@ -618,13 +546,16 @@ cdef class UdpSocket(OwnedDescriptor):
                 hdr = &self._smsgs[i].msg_hdr
                 hdr.msg_flags = 0
                 rc = unpack_sockaddr(view.addresses + slot * PACKED_SIZE, self._family,
-                                     &self._snames[i], &hdr.msg_namelen)
+                                     &self._snames[i])
                 if rc < 0:
-                    if i == 0:
-                        raise ValueError(f"slot {slot} holds an invalid packed address")
-                    vlen = i  # send what precedes it; the next call reports the bad slot
-                    break
-                hdr.msg_name = &self._snames[i] if rc == 0 else NULL
+                    if i > 0:
+                        vlen = i  # send what precedes it; the next call reports the bad slot
+                        break
+                    if rc == SOCKADDR_WRONG_FAMILY:
+                        raise wrong_family_error(batch.address(start), 4)
+                    raise ValueError(f"slot {slot} holds an invalid packed address")
+                hdr.msg_name = &self._snames[i] if rc != SOCKADDR_NONE else NULL
+                hdr.msg_namelen = <socklen_t>rc
                 seg = view.segment_sizes[slot]
                 if seg > 0 and seg < length:
                     # Re-segment a GRO buffer on the way out (UDP GSO, per message).
@@ -662,10 +593,16 @@ cdef class UdpSocket(OwnedDescriptor):
                 if address is None:
                     hdr.msg_name = NULL
                     hdr.msg_namelen = 0
-                else:
+                    continue
+                try:
                     sockaddr_from_address(address, self._family, &self._snames[i],
                                           &hdr.msg_namelen)
-                    hdr.msg_name = &self._snames[i]
+                except OSError:  # the other family: send what precedes it, as with a Batch
+                    if i == 0:
+                        raise
+                    vlen = i
+                    break
+                hdr.msg_name = &self._snames[i]
             return self._send_built(fd, vlen, requested)
         finally:
             for i in range(acquired):
@@ -689,55 +626,13 @@ cdef class UdpSocket(OwnedDescriptor):
         cdef unsigned int groups
         cdef Py_ssize_t sent
         if self._gso_limit and vlen > 1:
-            groups = self._coalesce(vlen)
+            groups = plan_gso_runs(self._smsgs, self._siov, vlen, self._gso_limit,
+                                    self._gmsgs, self._gcounts, self._gcontrol)
             if groups < vlen:
                 sent = self._send_groups(fd, groups, requested)
                 if sent >= 0:
                     return sent
         return self._sendmmsg(fd, vlen, requested)
-
-    cdef unsigned int _coalesce(self, unsigned int vlen) noexcept:
-        """Build _gmsgs from runs of _smsgs[:vlen] that one GSO send can carry; return how many."""
-        cdef unsigned int i = 0, j, k = 0, size, last, most
-        cdef msghdr *first
-        cdef msghdr *other
-        cdef msghdr *group
-        while i < vlen:
-            first = &self._smsgs[i].msg_hdr
-            size = <unsigned int>self._siov[i].iov_len
-            j = i + 1
-            # A message with its own control (a GRO buffer re-segmented) goes alone, and GSO
-            # has no segment size of 0.
-            if 0 < size <= self._gso_limit and first.msg_control == NULL:
-                most = GSO_MAX_BYTES // size
-                if most > GSO_MAX_SEGMENTS:
-                    most = GSO_MAX_SEGMENTS
-                while j < vlen and j - i < most:
-                    other = &self._smsgs[j].msg_hdr
-                    last = <unsigned int>self._siov[j].iov_len
-                    if (last == 0 or last > size or other.msg_control != NULL
-                            or other.msg_namelen != first.msg_namelen
-                            or (first.msg_namelen != 0
-                                and memcmp(other.msg_name, first.msg_name, first.msg_namelen) != 0)):
-                        break
-                    j += 1
-                    if last < size:
-                        break  # only the last segment of a GSO send may be shorter
-            group = &self._gmsgs[k].msg_hdr
-            group.msg_name = first.msg_name
-            group.msg_namelen = first.msg_namelen
-            group.msg_iov = &self._siov[i]
-            group.msg_iovlen = j - i
-            group.msg_flags = 0
-            if j - i > 1:
-                attach_segment_size(group, self._gcontrol + k * GSO_CONTROL, size)
-            else:
-                group.msg_control = first.msg_control
-                group.msg_controllen = first.msg_controllen
-            self._gcounts[k] = j - i
-            k += 1
-            i = j
-        return k
 
     cdef Py_ssize_t _send_groups(self, int fd, unsigned int groups, Py_ssize_t requested) except -2:
         """Send the GSO messages; return datagrams sent, or -1 when the kernel refused GSO."""

@@ -1,5 +1,5 @@
 # Declarations from <windows.h> (minwinbase.h, ioapiset.h): handles, OVERLAPPED and the I/O
-# completion port calls. Windows only; cimported by the _win_*.pyx modules.
+# completion port calls. Windows only; cimported by iocp.pyx.
 #
 # <winsock2.h> must be included before <windows.h>, or windows.h pulls in the old winsock.h
 # and the two clash: the empty block below makes Cython emit that include first.

@@ -2,7 +2,7 @@
 #
 # Addresses are handled as raw bytes at the fixed offsets both sockaddr layouts share with
 # Linux (family u16 at 0, port at 2; IPv4 address at 4; IPv6 flowinfo at 4, address at 8,
-# scope id at 24), so only the opaque struct is declared; it is declared as a struct, not a
+# scope id at 24; native/sockaddr_codec.pxd), so only the opaque struct is declared; it is declared as a struct, not a
 # ctypedef struct, as mingw-w64's headers need.
 
 from horizon_drivers.native.windows.winbase cimport DWORD, ULONG, OVERLAPPED

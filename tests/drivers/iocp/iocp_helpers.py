@@ -2,7 +2,7 @@
 
 The tests run on Windows and under Wine (``.ci/wine/run``); on Linux every test module is
 skipped with the reason "Windows only (run .ci/wine/run)". Where Wine differs from Windows
-(shared/windows-under-wine.md), a test checks Windows' behaviour on Windows and, under Wine,
+(docs/windows.md), a test checks Windows' behaviour on Windows and, under Wine,
 checks what Wine shows instead and says so in its assertion messages and docstring.
 """
 

@@ -110,7 +110,7 @@ def test_close_with_pending_receives_leaves_no_posted_slot(queued: int) -> None:
     """Closing cancels every receive in flight; each comes back and its slot returns to FREE.
 
     Windows completes them with ERROR_OPERATION_ABORTED (995); Wine reports 676 for a
-    pending receive on a closed socket (shared/windows-under-wine.md). Either way no slot leaks.
+    pending receive on a closed socket (docs/windows.md). Either way no slot leaks.
     """
     sock = iocp.UdpSocket.bind("127.0.0.1:0", ring_slots=8)
     with iocp.bind_udp("127.0.0.1:0") as client:

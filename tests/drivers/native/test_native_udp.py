@@ -343,6 +343,10 @@ def test_sockaddr_conversion_keeps_flowinfo_and_scope() -> None:
     assert _sockaddr_roundtrip("[::ffff:1.2.3.4]:5", socket.AF_INET) == SocketAddress.parse(
         "1.2.3.4:5"
     )
+    # Any other IPv6 address for an IPv4 socket is refused by the codec, before the kernel.
+    with pytest.raises(OSError) as info:
+        _sockaddr_roundtrip("[2001:db8::1]:5", socket.AF_INET)
+    assert info.value.errno == errno.EAFNOSUPPORT
 
 
 def test_dual_stack_serves_ipv4_and_ipv6(sockets: Callable[..., UdpSocket]) -> None:
