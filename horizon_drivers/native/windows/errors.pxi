@@ -3,17 +3,21 @@
 
 
 def _error(code, what):
-    """The Python exception for Win32/Winsock error ``code`` during ``what``."""
+    """The Python exception for Win32/Winsock error ``code`` during ``what``.
+
+    The errno of each is the ``errno`` module's constant on this platform (what callers compare
+    with), never a number copied from Linux; the Windows code stays in ``winerror``.
+    """
     code = int(code)
     message = f"{what}: Windows error {code}"
     if code == WSAEWOULDBLOCK:
-        return BlockingIOError(11, f"{what} would block")
+        return BlockingIOError(_errno.EWOULDBLOCK, f"{what} would block")
     if code in (ERROR_CONNECTION_REFUSED, WSAECONNREFUSED, ERROR_PORT_UNREACHABLE):
-        return ConnectionRefusedError(111, message)
+        return ConnectionRefusedError(_errno.ECONNREFUSED, message)
     if code in (ERROR_NETNAME_DELETED, WSAECONNRESET, WSAENETRESET):
-        return ConnectionResetError(104, message)
+        return ConnectionResetError(_errno.ECONNRESET, message)
     if code in (ERROR_CONNECTION_ABORTED, WSAECONNABORTED):
-        return ConnectionAbortedError(103, message)
+        return ConnectionAbortedError(_errno.ECONNABORTED, message)
     if code in (ERROR_SEM_TIMEOUT, WSAETIMEDOUT):
-        return TimeoutError(110, message)
+        return TimeoutError(_errno.ETIMEDOUT, message)
     return OSError(0, message, None, code)

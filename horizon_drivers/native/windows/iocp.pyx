@@ -68,6 +68,7 @@ from horizon_drivers.native.windows.mswsock cimport (
     horizon_load_extensions, horizon_acceptex, horizon_connectex,
 )
 
+import errno as _errno
 import math as _math
 import socket as _socket
 import time as _time
