@@ -3,13 +3,20 @@
 Run as ``python -m horizon_drivers.bench.child serve|load ...``; each pins itself to the CPU
 it is given, does its one job and talks to the parent in JSON lines on stdout:
 
-* ``serve`` prints ``{"ready": "127.0.0.1:PORT"}`` once bound, serves until SIGTERM, and for a
-  Horizon driver prints ``{"totals": {...}}`` (the server's own counts) on the way out;
-* ``load`` prints ``{"result": {...}}`` from the native C load generator: UDP a windowed
-  throughput run, then a window-1 round-trip run; TCP a streaming throughput run, then a
-  ping-pong round-trip run. Round trips carry the whole CDF (``CDF_PROBABILITIES``). Where the
-  native generator is unavailable, TCP falls back to the Python client in
-  :mod:`~horizon_drivers.bench.tcp_client` (the result's ``load_generator`` says which ran);
+* ``serve CONTENDER udp|tcp`` prints ``{"ready": "127.0.0.1:PORT"}`` once bound, serves until
+  SIGTERM, and for a Horizon driver prints ``{"totals": {...}}`` (the server's own counts) on
+  the way out. ``--buffer BYTES`` sets every server's SO_RCVBUF/SO_SNDBUF; for Horizon drivers
+  ``--spin-budget US`` and ``--no-gso`` set ``NetConfig.spin_budget`` and ``udp_gso_batch``;
+  ``--backend`` picks the anyio backend (``asyncio``, ``uvloop``, ``trio``) of the ``aio``
+  driver and the ``anyio`` peer, and ``--per-datagram`` makes the ``aio`` driver echo through
+  anyio's ``receive()``/``send()`` instead of its batches;
+* ``load udp|tcp TARGET`` prints ``{"result": {...}}`` from the native C load generator. UDP
+  ``--mode both`` (the default) is a windowed throughput run, then a window-1 round-trip run;
+  ``--mode throughput`` only the first (the generator busy-waits for replies), ``--mode rtt``
+  only the second. TCP is a streaming throughput run, then a ping-pong round-trip run. Round
+  trips carry the whole CDF (``CDF_PROBABILITIES``). Where the native generator is unavailable,
+  TCP falls back to the Python client in :mod:`~horizon_drivers.bench.tcp_client` (the result's
+  ``load_generator`` says which ran);
 * either prints ``{"error": "one line"}`` and exits 2 when it cannot do its job.
 
 Keeping server and load generator in separate processes, pinned to different CPUs, is what
@@ -28,10 +35,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
+
 from horizon_core.addresses import SocketAddress
 from horizon_core.config import NetConfig
 from horizon_drivers.bench.latency import CDF_PROBABILITIES, LatencySummary, summarize_rtts
-from horizon_drivers.bench.peers import PEER_NAMES, serve_peer
+from horizon_drivers.bench.peers import BACKENDS, PEER_NAMES, serve_peer
 from horizon_drivers.bench.tcp_client import TCP_CHUNK, measure_tcp_rtts, measure_tcp_throughput
 from horizon_drivers.cli.echo_service import Bound, StopFlag, serve_echo, stop_on_signals
 from horizon_drivers.cli.failures import EXIT_FAILURE, explain
@@ -74,8 +83,12 @@ def _serve(args: argparse.Namespace) -> None:
 
     if args.contender in PEER_NAMES:
         # Peers serve until the parent's SIGTERM ends the process (its default action).
-        serve_peer(args.contender, args.protocol, address, ready)
+        serve_peer(args.contender, args.protocol, address, ready, backend=args.backend,
+                   buffer=args.buffer)
         return
+    config = NetConfig(spin_budget=args.spin_budget, udp_gso_batch=not args.no_gso)
+    if args.buffer is not None:
+        config = attrs.evolve(config, recv_buf=args.buffer, send_buf=args.buffer)
     stop = StopFlag()
     udp = address if args.protocol == "udp" else None
     tcp = address if args.protocol == "tcp" else None
@@ -86,7 +99,8 @@ def _serve(args: argparse.Namespace) -> None:
         ready(where)
 
     with stop_on_signals(stop):
-        totals = serve_echo(args.contender, udp, tcp, NetConfig(), stop, ready_bound)
+        totals = serve_echo(args.contender, udp, tcp, config, stop, ready_bound,
+                            backend=args.backend, per_datagram=args.per_datagram)
     _emit(totals=totals.to_dict())
 
 
@@ -97,26 +111,45 @@ def _summary(rtt: LatencySummary | None) -> dict[str, object] | None:
 def _load(args: argparse.Namespace) -> None:
     target = SocketAddress.parse(args.target)
     if args.protocol == "udp":
-        from horizon_drivers.bench.loadgen import run_udp_load
-
-        common = {"payload_size": args.size, "warmup": args.warmup, "sample_rtt": True,
-                  "quantiles": CDF_PROBABILITIES}
-        rate = run_udp_load(target, duration=args.duration, window=args.window, **common)
-        # One datagram in flight, the client spinning: the round trip without queueing.
-        single = run_udp_load(target, duration=args.duration, window=1, busy_wait=True, **common)
-        _emit(result={
-            "datagrams_per_s": rate["rate"],
-            "sent": rate["sent"],
-            "received": rate["received"],
-            "lost": rate["lost"],
-            "seconds": rate["seconds"],
-            "rtt_loaded": _summary(LatencySummary.from_load_generator(rate.get("rtt_ns", {}))),
-            "rtt": _summary(LatencySummary.from_load_generator(single.get("rtt_ns", {}))),
-            "load_generator": "native",
-        })
+        _emit(result=_udp(target, args))
         return
     native, reason = load_generator_status()
     _emit(result=_native_tcp(target, args) if native else _python_tcp(target, args, reason))
+
+
+def _udp(target: SocketAddress, args: argparse.Namespace) -> dict[str, object]:
+    from horizon_drivers.bench.loadgen import run_udp_load
+
+    common = {"payload_size": args.size, "warmup": args.warmup, "duration": args.duration,
+              "sample_rtt": True, "quantiles": CDF_PROBABILITIES}
+    result: dict[str, object] = {"load_generator": "native"}
+    if args.mode != "rtt":
+        rate = run_udp_load(target, window=args.window, busy_wait=args.mode == "throughput",
+                            **common)
+        result.update({
+            "datagrams_per_s": rate["rate"],
+            "rate": rate["rate"],
+            "sent": rate["sent"],
+            "received": rate["received"],
+            "total_received": rate["total_received"],
+            "lost": rate["lost"],
+            "seconds": rate["seconds"],
+            "gso": rate["gso"],
+            "rtt_loaded": _summary(LatencySummary.from_load_generator(rate["rtt_ns"])),
+        })
+    if args.mode != "throughput":
+        # One datagram in flight, the client spinning: the round trip without queueing.
+        single = run_udp_load(target, window=1, busy_wait=True, **common)
+        result["rtt"] = _summary(LatencySummary.from_load_generator(single["rtt_ns"]))
+        if args.mode == "rtt":
+            result.update({
+                "rate": single["rate"],
+                "received": single["received"],
+                "total_received": single["total_received"],
+                "lost": single["lost"],
+                "seconds": single["seconds"],
+            })
+    return result
 
 
 def _native_tcp(target: SocketAddress, args: argparse.Namespace) -> dict[str, object]:
@@ -162,6 +195,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("contender")
     serve.add_argument("protocol", choices=("udp", "tcp"))
     serve.add_argument("--address", default="127.0.0.1:0")
+    serve.add_argument("--buffer", type=int, default=None)
+    serve.add_argument("--spin-budget", type=int, default=None)
+    serve.add_argument("--no-gso", action="store_true")
+    serve.add_argument("--backend", choices=BACKENDS, default="asyncio")
+    serve.add_argument("--per-datagram", action="store_true")
     load = jobs.add_parser("load")
     load.add_argument("protocol", choices=("udp", "tcp"))
     load.add_argument("target")
@@ -170,6 +208,7 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("--size", type=int, required=True)
     load.add_argument("--window", type=int, required=True)
     load.add_argument("--connections", type=int, default=1)
+    load.add_argument("--mode", choices=("both", "throughput", "rtt"), default="both")
     return parser
 
 

@@ -1,9 +1,10 @@
-"""Round-trip time summaries: percentiles and CDF points, from raw samples or from the load
-generator's percentiles and quantiles.
+"""Round-trip time summaries: percentiles and CDF points, from raw samples.
 
-Percentiles of raw samples use the nearest-rank definition (the smallest sample with at least p%
-of samples at or below it), so every reported value is one that was actually measured; the native
-load generator computes its percentiles and quantiles the same way.
+This is the one place a quantile is ranked: :func:`nearest_rank` (the smallest sample with at
+least p% of samples at or below it), so every reported value is one that was actually measured.
+The native load generator hands back its samples raw and sorted (:func:`percentiles_ns` turns
+them into its ``rtt_ns`` dict); the Python TCP client's samples go through
+:func:`summarize_rtts`.
 
 Example:
     >>> summary = summarize_rtts([1000, 2000, 3000, 4000])
@@ -14,12 +15,19 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
 
-__all__ = ["CDF_PROBABILITIES", "LatencySummary", "nearest_rank", "summarize_rtts"]
+__all__ = [
+    "CDF_PROBABILITIES",
+    "LatencySummary",
+    "check_quantiles",
+    "nearest_rank",
+    "percentiles_ns",
+    "summarize_rtts",
+]
 
 #: Where the CDF of raw samples is sampled: every percent, plus the tail a latency plot is for.
 CDF_PROBABILITIES: tuple[float, ...] = tuple(
@@ -113,15 +121,71 @@ class LatencySummary:
         )
 
 
-def nearest_rank(ordered: list[int], fraction: float) -> int:
-    """The nearest-rank quantile of an ascending, non-empty list.
+def nearest_rank(ordered: Sequence[int], fraction: float) -> int:
+    """The nearest-rank quantile of an ascending, non-empty sequence.
+
+    A small slack keeps ``fraction * len`` from rounding up past an exact rank
+    (0.07 * 100 is 7.000000000000001 in floating point, and the 7th sample is meant).
 
     Example:
         >>> nearest_rank([10, 20, 30], 0.5)
         20
+        >>> nearest_rank(list(range(1, 101)), 0.07)
+        7
     """
-    rank = max(1, math.ceil(fraction * len(ordered)))
+    rank = max(1, math.ceil(fraction * len(ordered) - 1e-9))
     return ordered[min(rank, len(ordered)) - 1]
+
+
+def check_quantiles(quantiles: Iterable[float] | None) -> tuple[float, ...] | None:
+    """``quantiles`` as a tuple of fractions in [0, 1] (None stays None); ValueError otherwise.
+
+    Example:
+        >>> check_quantiles([0.5, 1])
+        (0.5, 1.0)
+        >>> check_quantiles([1.5])
+        Traceback (most recent call last):
+        ...
+        ValueError: quantiles must be fractions in [0, 1], got 1.5
+    """
+    if quantiles is None:
+        return None
+    wanted = tuple(float(q) for q in quantiles)
+    for q in wanted:
+        if not 0.0 <= q <= 1.0:
+            raise ValueError(f"quantiles must be fractions in [0, 1], got {q}")
+    return wanted
+
+
+def percentiles_ns(
+    ordered: Sequence[int], quantiles: Sequence[float] | None = None
+) -> dict[str, Any]:
+    """The load generator's ``rtt_ns`` dict from ascending samples: ``samples``, ``min``,
+    ``p50``, ``p90``, ``p99``, ``p999``, ``max``, ``mean`` and, when asked, ``quantiles``
+    (``(fraction, ns)`` pairs in the order given). ``{"samples": 0}`` when there are none.
+
+    Example:
+        >>> percentiles_ns([1000, 2000, 3000, 4000], [0.25])["quantiles"]
+        [(0.25, 1000)]
+        >>> percentiles_ns([])
+        {'samples': 0}
+    """
+    n = len(ordered)
+    if n == 0:
+        return {"samples": 0}
+    result: dict[str, Any] = {
+        "samples": n,
+        "min": ordered[0],
+        "p50": nearest_rank(ordered, 0.5),
+        "p90": nearest_rank(ordered, 0.9),
+        "p99": nearest_rank(ordered, 0.99),
+        "p999": nearest_rank(ordered, 0.999),
+        "max": ordered[n - 1],
+        "mean": sum(ordered) / n,
+    }
+    if quantiles is not None:
+        result["quantiles"] = [(q, nearest_rank(ordered, q)) for q in quantiles]
+    return result
 
 
 def summarize_rtts(samples_ns: Iterable[int]) -> LatencySummary | None:
@@ -133,14 +197,6 @@ def summarize_rtts(samples_ns: Iterable[int]) -> LatencySummary | None:
         >>> summarize_rtts([5000]).cdf[-1]
         (1.0, 5.0)
     """
-    ordered = sorted(samples_ns)
-    if not ordered:
-        return None
-    return LatencySummary(
-        samples=len(ordered),
-        p50_us=nearest_rank(ordered, 0.50) / 1000,
-        p99_us=nearest_rank(ordered, 0.99) / 1000,
-        p999_us=nearest_rank(ordered, 0.999) / 1000,
-        mean_us=sum(ordered) / len(ordered) / 1000,
-        cdf=tuple((p, nearest_rank(ordered, p) / 1000) for p in CDF_PROBABILITIES),
+    return LatencySummary.from_load_generator(
+        percentiles_ns(sorted(samples_ns), CDF_PROBABILITIES)
     )

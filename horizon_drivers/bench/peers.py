@@ -8,6 +8,10 @@ the bench table answer "what do I gain over what I would have written":
 * ``uvloop`` — the same protocols on uvloop (when installed);
 * ``anyio`` — ``create_udp_socket`` / ``create_tcp_listener`` on anyio's asyncio backend.
 
+``serve_peer(..., backend=)`` runs the ``anyio`` peer on another anyio backend (``uvloop``:
+asyncio on uvloop; ``trio``), and ``buffer=`` gives every UDP peer's socket the same
+SO_RCVBUF/SO_SNDBUF a Horizon server gets, for the scenarios that compare like with like.
+
 A peer serves until its process is terminated: bench runs each in a process of its own and ends
 it with SIGTERM, so peers carry no shutdown logic that would make them less idiomatic.
 
@@ -22,20 +26,32 @@ import asyncio
 import importlib.util
 import socket
 import threading
-from collections.abc import Callable
-from typing import Literal, cast
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, cast
 
 import attrs
 
 from horizon_core.addresses import SocketAddress
 
-__all__ = ["PEER_NAMES", "PeerStatus", "Protocol", "peer_status", "serve_peer"]
+__all__ = [
+    "BACKENDS",
+    "PEER_NAMES",
+    "PeerStatus",
+    "Protocol",
+    "anyio_run",
+    "backend_status",
+    "peer_status",
+    "serve_peer",
+]
 
 #: Which echo a server answers.
 Protocol = Literal["udp", "tcp"]
 
 #: The peers bench knows, in the order tables list them.
 PEER_NAMES: tuple[str, ...] = ("stdlib", "asyncio", "uvloop", "anyio")
+
+#: The anyio backends bench runs on: asyncio, asyncio on uvloop, trio.
+BACKENDS: tuple[str, ...] = ("asyncio", "uvloop", "trio")
 
 #: Called once the server is bound, with the address it listens on (the real port for port 0).
 ReadyCallback = Callable[[SocketAddress], None]
@@ -71,7 +87,39 @@ def peer_status(name: str) -> PeerStatus:
     return PeerStatus(name, True)
 
 
-def serve_peer(name: str, protocol: Protocol, address: SocketAddress, ready: ReadyCallback) -> None:
+def backend_status(backend: str) -> PeerStatus:
+    """Whether anyio ``backend`` can run here (uvloop and trio are optional installs).
+
+    Example:
+        >>> backend_status("asyncio").available
+        True
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; known backends: {', '.join(BACKENDS)}")
+    if backend != "asyncio" and importlib.util.find_spec(backend) is None:
+        return PeerStatus(backend, False, f"{backend} is not installed (pip install {backend})")
+    return PeerStatus(backend, True)
+
+
+def anyio_run(main: Callable[[], Awaitable[object]], backend: str) -> None:
+    """``anyio.run(main)`` on ``backend`` (``uvloop``: the asyncio backend on uvloop)."""
+    import anyio
+
+    if backend == "uvloop":
+        anyio.run(main, backend="asyncio", backend_options={"use_uvloop": True})
+    else:
+        anyio.run(main, backend=backend)
+
+
+def serve_peer(
+    name: str,
+    protocol: Protocol,
+    address: SocketAddress,
+    ready: ReadyCallback,
+    *,
+    backend: str = "asyncio",
+    buffer: int | None = None,
+) -> None:
     """Serve ``protocol`` echo on ``address`` with peer ``name`` until the process ends.
 
     Example:
@@ -84,17 +132,18 @@ def serve_peer(name: str, protocol: Protocol, address: SocketAddress, ready: Rea
     if not status.available:
         raise RuntimeError(f"peer {name} is unavailable: {status.reason}")
     if name == "stdlib":
-        (_serve_stdlib_udp if protocol == "udp" else _serve_stdlib_tcp)(address, ready)
+        if protocol == "udp":
+            _serve_stdlib_udp(address, ready, buffer)
+        else:
+            _serve_stdlib_tcp(address, ready)
     elif name == "asyncio":
-        asyncio.run(_serve_asyncio(protocol, address, ready))
+        asyncio.run(_serve_asyncio(protocol, address, ready, buffer))
     elif name == "uvloop":
         import uvloop
 
-        uvloop.run(_serve_asyncio(protocol, address, ready))
+        uvloop.run(_serve_asyncio(protocol, address, ready, buffer))
     else:
-        import anyio
-
-        anyio.run(_serve_anyio, protocol, address, ready, backend="asyncio")
+        anyio_run(lambda: _serve_anyio(protocol, address, ready, buffer), backend)
 
 
 def _family(address: SocketAddress) -> socket.AddressFamily:
@@ -105,11 +154,19 @@ def _bound(sock: socket.socket) -> SocketAddress:
     return SocketAddress.from_sockaddr(sock.getsockname())
 
 
+def _set_buffers(sock: Any, buffer: int | None) -> None:
+    # A socket or an event loop's stand-in for one: both have setsockopt.
+    if buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, buffer)
+
+
 # -- stdlib -------------------------------------------------------------------------------------
 
 
-def _serve_stdlib_udp(address: SocketAddress, ready: ReadyCallback) -> None:
+def _serve_stdlib_udp(address: SocketAddress, ready: ReadyCallback, buffer: int | None) -> None:
     with socket.socket(_family(address), socket.SOCK_DGRAM) as sock:
+        _set_buffers(sock, buffer)
         sock.bind(address.to_sockaddr())
         ready(_bound(sock))
         while True:
@@ -165,11 +222,14 @@ class _TcpEcho(asyncio.Protocol):
         self.transport.resume_reading()
 
 
-async def _serve_asyncio(protocol: Protocol, address: SocketAddress, ready: ReadyCallback) -> None:
+async def _serve_asyncio(
+    protocol: Protocol, address: SocketAddress, ready: ReadyCallback, buffer: int | None
+) -> None:
     loop = asyncio.get_running_loop()
     host, port = str(address.host), address.port
     if protocol == "udp":
         transport, _ = await loop.create_datagram_endpoint(_UdpEcho, local_addr=(host, port))
+        _set_buffers(transport.get_extra_info("socket"), buffer)
         ready(SocketAddress.from_sockaddr(transport.get_extra_info("sockname")))
     else:
         server = await loop.create_server(_TcpEcho, host, port, reuse_address=True)
@@ -180,13 +240,17 @@ async def _serve_asyncio(protocol: Protocol, address: SocketAddress, ready: Read
 # -- anyio --------------------------------------------------------------------------------------
 
 
-async def _serve_anyio(protocol: Protocol, address: SocketAddress, ready: ReadyCallback) -> None:
+async def _serve_anyio(
+    protocol: Protocol, address: SocketAddress, ready: ReadyCallback, buffer: int | None
+) -> None:
     import anyio
     from anyio.abc import SocketAttribute, SocketStream
 
     host, port = str(address.host), address.port
     if protocol == "udp":
         async with await anyio.create_udp_socket(local_host=host, local_port=port) as udp:
+            # anyio has no way to set them before bind: after it, through the raw socket.
+            _set_buffers(udp.extra(SocketAttribute.raw_socket), buffer)
             ready(_from_anyio(udp.extra(SocketAttribute.local_address)))
             async for data, peer in udp:
                 await udp.sendto(data, peer[0], peer[1])

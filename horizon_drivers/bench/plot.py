@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from horizon_drivers.cli.failures import CommandError
 
 if TYPE_CHECKING:
-    from horizon_drivers.cli.bench import BenchReport
+    from horizon_drivers.bench.report import BenchReport
 
 __all__ = ["draw"]
 

@@ -7,6 +7,9 @@ Rules this module obeys:
   killed and the measurement is reported as failed, never waited on.
 * Children run in their own session, so a Ctrl-C at the terminal reaches only the parent, which
   then ends them itself (``finally``): no child outlives ``horizon bench``.
+* The server's CPU time while the load runs is read from ``/proc/PID/stat`` before and after
+  (Linux; None elsewhere): replies per server CPU-second is steadier than replies per second on
+  a shared machine.
 * A child's failure becomes a one-line reason (its ``{"error": ...}`` line, else the last line it
   wrote to stderr), and the bench carries on with the next measurement.
 
@@ -24,6 +27,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
+from pathlib import Path
 from typing import IO, Any
 
 import attrs
@@ -65,7 +70,8 @@ class Placement:
 @attrs.frozen
 class Measurement:
     """The load process's result dict, or why there is none; ``server`` holds a Horizon
-    server's own counts when it reported them.
+    server's own counts when it reported them, ``server_cpu_seconds`` the CPU time the server
+    used while the load ran (None where it cannot be read).
 
     Example:
         >>> Measurement("tcp", {"bytes_per_s": 1.0}, None).ok
@@ -76,6 +82,7 @@ class Measurement:
     result: dict[str, Any] | None
     error: str | None
     server: dict[str, Any] | None = None
+    server_cpu_seconds: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -137,6 +144,21 @@ def _stop(proc: subprocess.Popen[str]) -> str:
     return out or ""
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU seconds process ``pid`` has used (Linux ``/proc``), else None.
+
+    Example:
+        >>> used = cpu_seconds(os.getpid())
+        >>> used is None or used >= 0
+        True
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _server_totals(output: str) -> dict[str, Any] | None:
     for line in output.splitlines():
         try:
@@ -159,26 +181,35 @@ def measure(
     size: int,
     window: int,
     connections: int = 1,
+    mode: str = "both",
+    server_args: Sequence[str] = (),
 ) -> Measurement:
-    """Start ``contender``'s ``protocol`` echo server, run the load against it, stop both."""
+    """Start ``contender``'s ``protocol`` echo server, run the load against it, stop both.
+
+    ``mode`` picks the load runs (``both``, ``throughput`` or ``rtt``); ``server_args`` are
+    extra ``serve`` options (``--buffer``, ``--spin-budget``, ``--no-gso``, ``--backend``,
+    ``--per-datagram``: see :mod:`horizon_drivers.bench.child`).
+    """
     env = _env()
     with tempfile.TemporaryFile("w+") as server_err, tempfile.TemporaryFile("w+") as load_err:
         server = subprocess.Popen(
-            [*_CHILD, *placement.args("server"), "serve", contender, protocol],
+            [*_CHILD, *placement.args("server"), "serve", contender, protocol, *server_args],
             stdout=subprocess.PIPE, stderr=server_err, stdin=subprocess.DEVNULL,
             text=True, env=env, start_new_session=True,
         )
         load: subprocess.Popen[str] | None = None
         result: dict[str, Any] | None = None
         error: str | None = None
+        cpu: float | None = None
         try:
             ready = _message(_read_line(server, READY_TIMEOUT, server_err), server_err)
-            # UDP runs twice (windowed, then window 1), TCP runs twice (bulk, then ping-pong).
-            budget = 2 * (duration + warmup) + LOAD_GRACE
+            # Mode both: UDP windowed then window 1, TCP bulk then ping-pong.
+            budget = (2 if mode == "both" else 1) * (duration + warmup) + LOAD_GRACE
+            cpu_before = cpu_seconds(server.pid)
             load = subprocess.Popen(
                 [*_CHILD, *placement.args("load"), "load", protocol, str(ready["ready"]),
                  "--duration", str(duration), "--warmup", str(warmup), "--size", str(size),
-                 "--window", str(window), "--connections", str(connections)],
+                 "--window", str(window), "--connections", str(connections), "--mode", mode],
                 stdout=subprocess.PIPE, stderr=load_err, stdin=subprocess.DEVNULL,
                 text=True, env=env, start_new_session=True,
             )
@@ -186,6 +217,9 @@ def measure(
                 out, _ = load.communicate(timeout=budget)
             except subprocess.TimeoutExpired:
                 raise _ChildFailed(f"load generator overran {budget:.0f}s and was killed") from None
+            cpu_after = cpu_seconds(server.pid)
+            if cpu_before is not None and cpu_after is not None:
+                cpu = cpu_after - cpu_before
             line = out.strip().splitlines()[-1] if out.strip() else ""
             result = _message(line, load_err)["result"]
         except _ChildFailed as exc:
@@ -195,4 +229,4 @@ def measure(
                 load.kill()
                 load.wait(_STOP_TIMEOUT)
             totals = _server_totals(_stop(server))
-    return Measurement(protocol, result, error, totals)
+    return Measurement(protocol, result, error, totals, cpu)

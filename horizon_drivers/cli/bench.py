@@ -16,9 +16,15 @@ measures:
 Round-trip CDFs come from the generator's quantiles (every percent and the tail), not just a few
 percentiles.
 
-It prints a table with ratios to ``--baseline`` (default ``stdlib``: higher is better for every
-ratio), progress on stderr while it runs, and the machine it ran on; ``--json FILE`` writes every
-number, ``--plot FILE.png`` draws latency CDFs and throughput bars (matplotlib). Each
+That is ``--scenario echo``, the default. The other scenarios
+(:mod:`horizon_drivers.bench.scenarios`) run UDP only, in ``--rounds`` interleaved rounds, and
+report medians and replies per server CPU-second: ``gso`` (native GSO replies vs plain sendmmsg
+vs stdlib and uvloop), ``spin`` (the spin-budget round trip) and ``aio-backends`` (the anyio
+driver on asyncio, uvloop and trio vs plain anyio vs uvloop).
+
+``--scenario echo`` prints a table with ratios to ``--baseline`` (default ``stdlib``: higher is
+better for every ratio), progress on stderr while it runs, and the machine it ran on; ``--json
+FILE`` writes every number, ``--plot FILE.png`` draws latency CDFs and throughput bars (matplotlib). Each
 measurement runs ``--duration`` seconds; the defaults take about a minute.
 
 Example:
@@ -32,7 +38,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,29 +46,33 @@ import attrs
 
 from horizon_drivers import registry
 from horizon_drivers.bench.child import PYTHON_FALLBACK, load_generator_status
-from horizon_drivers.bench.latency import LatencySummary
 from horizon_drivers.bench.peers import PEER_NAMES, peer_status
+from horizon_drivers.bench.report import PROTOCOLS, BenchReport, Contender, RoundsReport, RoundsRow
 from horizon_drivers.bench.runner import Measurement, Placement, measure
+from horizon_drivers.bench.scenarios import ROUNDS_SCENARIOS, SCENARIO_NAMES, Scenario
 from horizon_drivers.cli.echo_service import IN_MEMORY_DRIVERS
 from horizon_drivers.cli.failures import CommandError
-from horizon_drivers.cli.machine import MachineDescription, describe_machine
+from horizon_drivers.cli.machine import describe_machine
 from horizon_drivers.cli.tables import format_table
 from horizon_drivers.tuning import current_affinity
 
 __all__ = [
-    "BenchReport",
-    "Contender",
     "add_parser",
     "parse_names",
+    "render_rounds",
     "render_table",
     "run",
 ]
 
-_PROTOCOLS = ("udp", "tcp")
 # The load generator's limits: its receive slots are 2048 bytes, and RTT stamps need 16 bytes.
 _MIN_SIZE, _MAX_SIZE = 16, 2048
 _MAX_WINDOW = 1024
 _MAX_CONNECTIONS = 64
+_MAX_ROUNDS = 100
+_MIN_BUFFER, _MAX_BUFFER = 4096, 1 << 30
+_MAX_SPIN_BUDGET = 1_000_000
+# Options only the echo scenario reads (their defaults are None so a given one can be told).
+_ECHO_ONLY = ("drivers", "peers", "baseline", "connections", "plot")
 
 
 def parse_names(text: str | None, known: Sequence[str], option: str) -> tuple[str, ...]:
@@ -96,6 +106,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "load generator to another; datagrams/s, MB/s and round-trip percentiles, with ratios "
         "to a baseline. The defaults take about a minute.",
     )
+    parser.add_argument("--scenario", default="echo", metavar="NAME",
+                        help="what to measure: echo (default: every driver and peer, UDP and "
+                        "TCP), gso (native GSO replies vs plain vs stdlib/uvloop UDP), spin "
+                        "(spin-budget round trip), aio-backends (anyio driver on each backend "
+                        "vs plain anyio vs uvloop)")
+    parser.add_argument("--rounds", type=int, default=None, metavar="N",
+                        help="interleaved rounds per server, medians reported (gso, spin, "
+                        "aio-backends; default 3)")
+    parser.add_argument("--buffer", type=int, default=4 * 1024 * 1024, metavar="BYTES",
+                        help="server SO_RCVBUF/SO_SNDBUF in gso, spin, aio-backends "
+                        "(default 4 MiB)")
+    parser.add_argument("--spin-budget", type=int, default=50, metavar="US",
+                        help="spin budget of the spin scenario's native-spin server (default 50)")
     parser.add_argument("--duration", type=float, default=1.5, metavar="SECONDS",
                         help="seconds per measurement (default 1.5: about a minute in all)")
     parser.add_argument("--drivers", metavar="LIST",
@@ -104,115 +127,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--peers", metavar="LIST",
                         help=f"comma-separated peers (default: all available: "
                         f"{', '.join(PEER_NAMES)}; 'none' for no peer)")
-    parser.add_argument("--baseline", default="stdlib",
+    parser.add_argument("--baseline", default=None,
                         help="the contender ratios are relative to (default stdlib)")
     parser.add_argument("--size", type=int, default=64, metavar="BYTES",
                         help="UDP datagram and TCP ping-pong message size (default 64)")
     parser.add_argument("--window", type=int, default=64, metavar="N",
                         help="UDP datagrams outstanding in the throughput run (default 64)")
-    parser.add_argument("--connections", type=int, default=1, metavar="N",
+    parser.add_argument("--connections", type=int, default=None, metavar="N",
                         help="TCP connections streaming at once in the throughput run (default 1)")
     parser.add_argument("--json", metavar="FILE", help="write every number as JSON")
     parser.add_argument("--plot", metavar="FILE.png",
                         help="draw latency CDFs and throughput bars (needs matplotlib)")
     parser.set_defaults(command=run)
     return parser
-
-
-# -- the report ---------------------------------------------------------------------------------
-
-
-@attrs.frozen
-class Contender:
-    """One server measured (or skipped, with the reason).
-
-    Example:
-        >>> Contender("uvloop", "peer", skipped="uvloop is not installed").udp is None
-        True
-    """
-
-    name: str
-    kind: str  # "driver" or "peer"
-    udp: Measurement | None = None
-    tcp: Measurement | None = None
-    skipped: str | None = None
-
-    def value(self, protocol: str, key: str) -> float | None:
-        """A number from one protocol's result (None when missing)."""
-        measurement = self.udp if protocol == "udp" else self.tcp
-        if measurement is None or measurement.result is None:
-            return None
-        raw = measurement.result.get(key)
-        return float(raw) if isinstance(raw, int | float) else None
-
-    def rtt(self, protocol: str, key: str = "rtt") -> LatencySummary | None:
-        """One protocol's round-trip summary (``rtt``, or ``rtt_loaded`` for UDP)."""
-        measurement = self.udp if protocol == "udp" else self.tcp
-        if measurement is None or measurement.result is None:
-            return None
-        data = measurement.result.get(key)
-        return LatencySummary.from_dict(data) if isinstance(data, dict) else None
-
-
-@attrs.frozen
-class BenchReport:
-    """Everything one bench run measured, with what it ran on.
-
-    Example:
-        >>> BenchReport(describe_machine(), {}, "stdlib", ()).ratio("x", "udp", "datagrams_per_s")
-    """
-
-    machine: MachineDescription
-    settings: dict[str, Any]
-    baseline: str
-    contenders: tuple[Contender, ...]
-
-    def _baseline(self) -> Contender | None:
-        return next((c for c in self.contenders if c.name == self.baseline), None)
-
-    def ratio(self, name: str, protocol: str, key: str) -> float | None:
-        """``name``'s throughput over the baseline's (higher is better)."""
-        base = self._baseline()
-        this = next((c for c in self.contenders if c.name == name), None)
-        if base is None or this is None:
-            return None
-        a, b = this.value(protocol, key), base.value(protocol, key)
-        return a / b if a is not None and b else None
-
-    def latency_ratio(self, name: str, protocol: str) -> float | None:
-        """The baseline's p50 round trip over ``name``'s (higher is better)."""
-        base = self._baseline()
-        this = next((c for c in self.contenders if c.name == name), None)
-        if base is None or this is None:
-            return None
-        a, b = this.rtt(protocol), base.rtt(protocol)
-        return b.p50_us / a.p50_us if a is not None and b is not None and a.p50_us else None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON document ``--json`` writes."""
-        contenders = []
-        for c in self.contenders:
-            entry: dict[str, Any] = {"name": c.name, "kind": c.kind, "skipped": c.skipped}
-            for protocol in _PROTOCOLS:
-                m = c.udp if protocol == "udp" else c.tcp
-                entry[protocol] = None if m is None else {
-                    "result": m.result, "error": m.error, "server": m.server,
-                }
-            entry["ratios"] = {
-                "udp_datagrams_per_s": self.ratio(c.name, "udp", "datagrams_per_s"),
-                "udp_rtt_p50": self.latency_ratio(c.name, "udp"),
-                "tcp_bytes_per_s": self.ratio(c.name, "tcp", "bytes_per_s"),
-                "tcp_rtt_p50": self.latency_ratio(c.name, "tcp"),
-            }
-            contenders.append(entry)
-        return {
-            "machine": self.machine.to_dict(),
-            "settings": self.settings,
-            "baseline": self.baseline,
-            "ratios_note": "contender over baseline for throughput, baseline over contender "
-            "for round trips: higher is better for every ratio",
-            "contenders": contenders,
-        }
 
 
 def _num(value: float | None, digits: int = 0) -> str:
@@ -302,6 +229,30 @@ def _contenders(args: argparse.Namespace) -> list[Contender]:
 
 
 def _validate(args: argparse.Namespace) -> None:
+    if args.scenario not in SCENARIO_NAMES:
+        raise CommandError(f"unknown --scenario {args.scenario!r}; known: "
+                           f"{', '.join(SCENARIO_NAMES)}")
+    if args.scenario == "echo":
+        if args.rounds not in (None, 1):
+            raise CommandError("--rounds applies to --scenario gso, spin and aio-backends")
+    else:
+        given = [f"--{name}" for name in _ECHO_ONLY if getattr(args, name) is not None]
+        if given:
+            raise CommandError(f"{', '.join(given)} applies to --scenario echo only")
+        if args.rounds is None:
+            args.rounds = 3
+        if not 1 <= args.rounds <= _MAX_ROUNDS:
+            raise CommandError(f"--rounds must be 1 to {_MAX_ROUNDS}, got {args.rounds}")
+    if not _MIN_BUFFER <= args.buffer <= _MAX_BUFFER:
+        raise CommandError(
+            f"--buffer must be {_MIN_BUFFER} to {_MAX_BUFFER} bytes, got {args.buffer}"
+        )
+    if not 0 <= args.spin_budget <= _MAX_SPIN_BUDGET:
+        raise CommandError(
+            f"--spin-budget must be 0 to {_MAX_SPIN_BUDGET} us, got {args.spin_budget}"
+        )
+    args.baseline = "stdlib" if args.baseline is None else args.baseline
+    args.connections = 1 if args.connections is None else args.connections
     if not 0.05 <= args.duration <= 600:
         raise CommandError(f"--duration must be 0.05 to 600 seconds, got {args.duration}")
     if not _MIN_SIZE <= args.size <= _MAX_SIZE:
@@ -342,8 +293,10 @@ def _describe(m: Measurement) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Measure every chosen contender; print the table, write ``--json``/``--plot``."""
+    """Run ``--scenario``; print its table, write ``--json`` (and ``--plot`` for echo)."""
     _validate(args)
+    if args.scenario != "echo":
+        return _run_rounds(args, ROUNDS_SCENARIOS[args.scenario])
     contenders = _contenders(args)
     names = [c.name for c in contenders]
     if args.baseline not in names:
@@ -351,11 +304,11 @@ def run(args: argparse.Namespace) -> int:
                            f"{', '.join(names)}")
     placement = _placement()
     loadgen_ok, loadgen_reason = load_generator_status()
-    warmup = round(min(0.25, args.duration / 4), 3)
+    warmup = _warmup(args.duration)
     runnable = [c for c in contenders if c.skipped is None]
-    total = len(runnable) * len(_PROTOCOLS)
+    total = len(runnable) * len(PROTOCOLS)
     _progress(
-        f"horizon bench: {len(runnable)} servers x {len(_PROTOCOLS)} protocols, "
+        f"horizon bench: {len(runnable)} servers x {len(PROTOCOLS)} protocols, "
         f"about {total * (2 * (args.duration + warmup) + 0.6):.0f}s; {placement.describe()}"
     )
     if not loadgen_ok:
@@ -370,7 +323,7 @@ def run(args: argparse.Namespace) -> int:
             measured.append(contender)
             continue
         results: dict[str, Measurement] = {}
-        for protocol in _PROTOCOLS:
+        for protocol in PROTOCOLS:
             done += 1
             if protocol == "udp" and not loadgen_ok:
                 results[protocol] = Measurement(protocol, None, loadgen_reason)
@@ -387,6 +340,7 @@ def run(args: argparse.Namespace) -> int:
         "duration": args.duration, "warmup": warmup, "size": args.size, "window": args.window,
         "connections": args.connections,
         "load_generator": "native" if loadgen_ok else PYTHON_FALLBACK,
+        "scenario": "echo",
         "placement": placement.describe(), "server_cpu": placement.server_cpu,
         "load_cpu": placement.load_cpu, "elapsed": round(time.monotonic() - started, 1),
     }
@@ -399,6 +353,145 @@ def run(args: argparse.Namespace) -> int:
 
         draw(report, Path(args.plot))
     return 0
+
+
+def _warmup(duration: float) -> float:
+    return round(min(0.25, duration / 4), 3)
+
+
+def _run_rounds(args: argparse.Namespace, scenario: Scenario) -> int:
+    """Interleaved rounds of every available server in ``scenario``; medians in the table."""
+    loadgen_ok, loadgen_reason = load_generator_status()
+    if not loadgen_ok:
+        raise CommandError(f"--scenario {scenario.name} needs {loadgen_reason[4:]}")
+    placement = _placement()
+    warmup = _warmup(args.duration)
+    entries = scenario.entries(args.spin_budget)
+    skipped = {e: e.unavailable() for e in entries}
+    runnable = [e for e in entries if skipped[e] is None]
+    if not runnable:
+        raise CommandError(f"nothing to measure in --scenario {scenario.name}: every server "
+                           "is unavailable")
+    total = len(runnable) * args.rounds
+    _progress(f"horizon bench --scenario {scenario.name}: {len(runnable)} servers x "
+              f"{args.rounds} rounds, about {total * (args.duration + warmup + 0.6):.0f}s; "
+              f"{placement.describe()}")
+    for entry, reason in skipped.items():
+        if reason is not None:
+            _progress(f"  {entry.label} {entry.backend}: skipped ({reason})")
+    started = time.monotonic()
+    rounds: dict[int, list[Measurement]] = {i: [] for i in range(len(entries))}
+    done = 0
+    for number in range(1, args.rounds + 1):
+        for index, entry in enumerate(entries):
+            if skipped[entry] is not None:
+                continue
+            done += 1
+            m = measure(entry.contender, "udp", placement, duration=args.duration,
+                        warmup=warmup, size=args.size, window=args.window, mode=scenario.mode,
+                        server_args=(*entry.server_args, "--buffer", str(args.buffer)))
+            rounds[index].append(m)
+            _progress(f"  [{done}/{total}] round {number}: {entry.label} {entry.backend}"
+                      f"{' ' if entry.backend else ''}{_describe_round(m, scenario)}")
+    rows = tuple(
+        RoundsRow(e.label, e.contender, e.backend, tuple(rounds[i]), skipped[e])
+        for i, e in enumerate(entries)
+    )
+    settings = {
+        "scenario": scenario.name, "rounds": args.rounds, "duration": args.duration,
+        "warmup": warmup, "size": args.size,
+        "window": 1 if scenario.mode == "rtt" else args.window, "buffer": args.buffer,
+        "spin_budget": args.spin_budget if scenario.name == "spin" else None,
+        "placement": placement.describe(), "server_cpu": placement.server_cpu,
+        "load_cpu": placement.load_cpu, "elapsed": round(time.monotonic() - started, 1),
+    }
+    report = RoundsReport(describe_machine(), scenario.name, settings, rows)
+    print(render_rounds(report, scenario.title), flush=True)
+    if args.json:
+        _write(Path(args.json), json.dumps(report.to_dict(), indent=2) + "\n")
+    return 0
+
+
+def _describe_round(m: Measurement, scenario: Scenario) -> str:
+    if m.result is None:
+        return f"failed: {m.error}"
+    cpu = f", server CPU {m.server_cpu_seconds:.2f}s" if m.server_cpu_seconds else ""
+    if scenario.mode == "rtt":
+        rtt = m.result.get("rtt") or {}
+        return f"p50 {rtt.get('p50_us', 0.0):.1f} us{cpu}"
+    return f"{m.result['rate']:,.0f} datagrams/s, lost {m.result['lost']}{cpu}"
+
+
+def _over(row: RoundsRow, base: RoundsRow | None) -> float | None:
+    a = row.summary().get("median_rate")
+    b = base.summary().get("median_rate") if base is not None else None
+    return a / b if a is not None and b else None
+
+
+def _ratio_columns(report: RoundsReport) -> list[tuple[str, Callable[[RoundsRow], float | None]]]:
+    """The x-columns of a throughput scenario: over stdlib and uvloop (gso), over plain anyio
+    on the same backend and over uvloop-protocol (aio-backends)."""
+
+    def over(label: str) -> Callable[[RoundsRow], float | None]:
+        return lambda row: _over(row, report.row(label))
+
+    def over_plain(row: RoundsRow) -> float | None:
+        plain = next((r for r in report.rows
+                      if r.label == "anyio-plain" and r.backend == row.backend), None)
+        return _over(row, plain)
+
+    if report.scenario == "gso":
+        return [("xstdlib", over("stdlib")), ("xuvloop", over("uvloop"))]
+    return [("xanyio-plain", over_plain), ("xuvloop-protocol", over("uvloop-protocol"))]
+
+
+def render_rounds(report: RoundsReport, title: str) -> str:
+    """The table of a rounds scenario (medians over rounds), its heading and notes."""
+    s = report.settings
+    rtt = report.scenario == "spin"
+    backend = any(r.backend for r in report.rows)
+    rows: list[list[str]] = []
+    notes: list[str] = []
+    ratios = [] if rtt else _ratio_columns(report)
+    for r in report.rows:
+        if r.skipped:
+            notes.append(f"{r.label} {r.backend}: skipped ({r.skipped})".replace("  ", " "))
+            continue
+        notes.extend(f"{r.label} {r.backend}: {e}".replace("  ", " ") for e in r.errors())
+        m = r.summary()
+        cells = [r.label] + ([r.backend] if backend else [])
+        if rtt:
+            cells += [_num(m.get("p50_us"), 1), _num(m.get("p99_us"), 1),
+                      _num(m.get("p999_us"), 1), _num(m.get("median_rate")),
+                      _num(m.get("per_cpu_second")), _num(m.get("samples"))]
+        else:
+            cells += [_num(m.get("median_rate")), _num(m.get("best_rate"))]
+            cells += [_ratio(column(r)) for _, column in ratios]
+            cells += [_num(m.get("per_cpu_second")), _num(m.get("lost"))]
+        rows.append(cells)
+    headers = ["server"] + (["backend"] if backend else [])
+    if rtt:
+        headers += ["p50 us", "p99 us", "p99.9 us", "trips/s", "per CPU-s", "samples"]
+    else:
+        headers += ["median/s", "best/s", *(name for name, _ in ratios), "per CPU-s", "lost"]
+    window = "window 1, the client spinning" if rtt else f"window {s['window']}"
+    lines = [
+        f"horizon bench --scenario {report.scenario}: {title}; {s['size']}-byte datagrams, "
+        f"{window}, {s['rounds']} interleaved round(s) of {s['duration']}s; {s['placement']}",
+        f"machine: {report.machine.summary()}",
+        "",
+        format_table(headers, rows),
+        "",
+        "Medians over rounds. per CPU-s: replies per second of server CPU time (steadier than "
+        "replies per second on a shared machine).",
+    ]
+    if rtt:
+        lines.append(f"native-spin: NetConfig.spin_budget={s['spin_budget']} us; "
+                     "native-blocking: the same server blocking in epoll.")
+        cut = report.ratio("native-spin", "native-blocking", "p50_us")
+        if cut is not None:
+            lines.append(f"spin budget changes the median round trip by {cut - 1:+.0%}")
+    return "\n".join(lines + notes)
 
 
 def _write(path: Path, text: str) -> None:

@@ -40,6 +40,7 @@ from horizon_core.errors import HorizonError
 from horizon_core.events import Event, Interest
 from horizon_core.slab import Token
 from horizon_core.stats import StatsSnapshot
+from horizon_drivers.bench.peers import anyio_run
 
 __all__ = [
     "IN_MEMORY_DRIVERS",
@@ -215,12 +216,18 @@ def serve_echo(
     config: NetConfig,
     stop: StopFlag,
     ready: Callable[[Bound], None],
+    *,
+    backend: str = "asyncio",
+    per_datagram: bool = False,
 ) -> EchoTotals:
     """Serve echo with driver ``driver_name`` until ``stop`` is set; return the totals.
 
     ``ready`` is called once everything is bound. Binding errors (port in use, a required
-    option refused) propagate before ``ready``. The driver comes from the registry, so an
-    unknown or unavailable name raises its ValueError / DriverUnavailableError.
+    option refused) propagate before ``ready``. For the anyio driver, ``backend`` is the anyio
+    backend (``asyncio``, ``uvloop``, ``trio``) and ``per_datagram`` echoes UDP through anyio's
+    ``receive()``/``send()`` (the drop-in path) instead of ``receive_batch``/``send_batch``.
+    The driver comes from the registry, so an unknown or unavailable name raises its
+    ValueError / DriverUnavailableError.
     """
     from horizon_drivers import registry
 
@@ -232,7 +239,7 @@ def serve_echo(
     if not status.available:
         raise registry.DriverUnavailableError(status)
     if not status.sync:
-        return _serve_async(udp, tcp, config, stop, ready)
+        return _serve_async(Bound(udp, tcp), config, stop, ready, backend, per_datagram)
     return _SyncEcho(registry.get_driver(driver_name), udp, tcp, config).run(stop, ready)
 
 
@@ -433,15 +440,18 @@ class _SyncEcho:
 
 
 def _serve_async(
-    udp: SocketAddress | None,
-    tcp: SocketAddress | None,
+    where: Bound,
     config: NetConfig,
     stop: StopFlag,
     ready: Callable[[Bound], None],
+    backend: str,
+    per_datagram: bool,
 ) -> EchoTotals:
     import anyio
 
     from horizon_drivers import aio
+
+    udp, tcp = where.udp, where.tcp
 
     totals: dict[str, Any] = {"tcp_connections": 0, "tcp_bytes": 0, "udp_unsent": 0, "errors": 0}
     udp_stats: dict[str, Any] = {}
@@ -459,6 +469,13 @@ def _serve_async(
             finally:
                 totals["udp_unsent"] += received - sent
                 batch.release()
+
+    async def echo_udp_per_datagram(sock: aio.HorizonUDPSocket) -> None:
+        async for packet in sock:
+            try:
+                await sock.send(packet)
+            except anyio.BrokenResourceError:
+                totals["errors"] += 1
 
     async def echo_tcp(stream: anyio.abc.SocketStream) -> None:
         totals["tcp_connections"] += 1
@@ -487,7 +504,8 @@ def _serve_async(
                 ))
             async with anyio.create_task_group() as group:
                 if udp_sock is not None:
-                    group.start_soon(echo_udp, udp_sock)
+                    echo = echo_udp_per_datagram if per_datagram else echo_udp
+                    group.start_soon(echo, udp_sock)
                 if listener is not None:
                     group.start_soon(listener.serve, echo_tcp, group)
                 ready(Bound(
@@ -506,7 +524,7 @@ def _serve_async(
                         await resource.aclose()
 
     started = time.monotonic()
-    anyio.run(main)
+    anyio_run(main, backend)
     return attrs.evolve(EchoTotals(seconds=time.monotonic() - started), **totals, **udp_stats)
 
 

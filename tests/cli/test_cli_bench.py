@@ -14,8 +14,9 @@ import pytest
 
 from horizon_drivers.bench import child as bench_child
 from horizon_drivers.bench.child import load_generator_status
+from horizon_drivers.bench.report import BenchReport, Contender
 from horizon_drivers.bench.runner import Measurement, Placement, measure
-from horizon_drivers.cli.bench import BenchReport, Contender, render_table
+from horizon_drivers.cli.bench import render_table
 from horizon_drivers.cli.echo import default_driver
 from horizon_drivers.cli.machine import describe_machine
 from tests.cli.cli_helpers import run_horizon

@@ -10,8 +10,9 @@ import pytest
 from horizon_core.config import MiB, NetConfig
 from horizon_core.errors import ConfigError, OptionError
 from horizon_drivers.bench.latency import LatencySummary, summarize_rtts
+from horizon_drivers.bench.report import BenchReport, Contender
 from horizon_drivers.bench.runner import Measurement
-from horizon_drivers.cli.bench import BenchReport, Contender, render_table
+from horizon_drivers.cli.bench import render_table
 from horizon_drivers.cli.echo_service import Bound, EchoTotals
 from horizon_drivers.cli.endpoints import load_config, parse_endpoint
 from horizon_drivers.cli.failures import CommandError, explain

@@ -11,7 +11,7 @@ from tests.drivers.native.native_helpers import WAIT  # first: it skips this mod
 
 # isort: split
 from horizon_drivers import native
-from horizon_drivers.bench import loadgen
+from horizon_drivers.bench import _loadgen as loadgen
 from horizon_drivers.native.linux import epoll, tcp, udp
 
 
