@@ -32,7 +32,7 @@ import attrs
 
 from horizon_core.errors import ConfigError, FieldProblem
 
-__all__ = ["GiB", "KiB", "MiB", "NetConfig", "resolve_config"]
+__all__ = ["GiB", "KiB", "MiB", "NetConfig", "dual_stack_config", "resolve_config"]
 
 KiB: Final = 1024
 MiB: Final = 1024 * KiB
@@ -412,6 +412,28 @@ def resolve_config(config: object) -> NetConfig:
         return config
     hint = " (build one with NetConfig.from_mapping)" if isinstance(config, Mapping) else ""
     raise TypeError(f"config must be a NetConfig or None, not {type(config).__name__}{hint}")
+
+
+def dual_stack_config(config: NetConfig) -> NetConfig:
+    """``config`` for a dual-stack ``[::]`` socket: ``ipv6_only=False``.
+
+    ConfigError if it explicitly asks for IPv6-only: a dual-stack socket that is IPv6-only is a
+    contradiction. Every driver's ``bind_udp_dual_stack`` calls this one check.
+
+    Example:
+        >>> dual_stack_config(NetConfig()).ipv6_only
+        False
+        >>> try:
+        ...     dual_stack_config(NetConfig(ipv6_only=True))
+        ... except ConfigError as exc:
+        ...     print(exc.fields)
+        ('ipv6_only',)
+    """
+    if config.ipv6_only is True:
+        raise ConfigError([FieldProblem("ipv6_only", True, "None or False for a dual-stack socket")])
+    if config.ipv6_only is False:
+        return config
+    return attrs.evolve(config, ipv6_only=False)
 
 
 def _normalize(key: str) -> str:

@@ -42,6 +42,7 @@ __all__ = [
     "AsyncUdpSocket",
     "BytesLike",
     "Datagrams",
+    "OutgoingDatagrams",
     "Driver",
     "Pollable",
     "Runtime",
@@ -58,6 +59,9 @@ BytesLike: TypeAlias = bytes | bytearray | memoryview
 WritableBuffer: TypeAlias = bytearray | memoryview
 #: What ``send_batch`` takes: a Batch of FILLED slots, or ``(payload, address)`` pairs.
 Datagrams: TypeAlias = Batch | Iterable[tuple[BytesLike, AddressLike]]
+#: What a driver's ``send_batch`` also takes: ``Datagrams`` whose address may be None, meaning
+#: the connected peer (the one alias for it; the contract itself only promises ``Datagrams``).
+OutgoingDatagrams: TypeAlias = Batch | Iterable[tuple[BytesLike, AddressLike | None]]
 
 
 @runtime_checkable

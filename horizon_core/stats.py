@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -136,6 +137,47 @@ class Stats:
             self.partial_sends += 1
         if sent:
             self.send_batch_sizes[min(sent.bit_length() - 1, _LAST_BUCKET)] += 1
+
+    def count_send(self, send: Callable[[], int]) -> int:
+        """Run one single-datagram ``send()`` and count it: its bytes, or its error, re-raised.
+
+        Example:
+            >>> s = Stats()
+            >>> s.count_send(lambda: 5), s.bytes_sent
+            (5, 5)
+        """
+        try:
+            nbytes = send()
+        except OSError as exc:
+            self.record_send(1, 0, 0)
+            self._count_error(exc)
+            raise
+        self.record_send(1, 1, nbytes)
+        return nbytes
+
+    def finish_batch_send(self, requested: int, sent: int, nbytes: int, error: OSError | None) -> int:
+        """Count a batch send that stopped at ``error`` (None: it did not); return ``sent``.
+
+        As sendmmsg: an error after at least one datagram went ends the batch early and is not
+        raised; an error on the first is raised, counted in ``would_block`` (BlockingIOError) or
+        ``errors``.
+
+        Example:
+            >>> s = Stats()
+            >>> s.finish_batch_send(3, 1, 10, BlockingIOError()), s.partial_sends, s.would_block
+            (1, 1, 0)
+        """
+        self.record_send(requested, sent, nbytes)
+        if sent or error is None:
+            return sent
+        self._count_error(error)
+        raise error
+
+    def _count_error(self, error: OSError) -> None:
+        if isinstance(error, BlockingIOError):
+            self.would_block += 1
+        else:
+            self.errors += 1
 
     def snapshot(self) -> StatsSnapshot:
         """A frozen copy of the current values.

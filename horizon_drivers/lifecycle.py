@@ -33,7 +33,7 @@ from typing import ClassVar, Self
 
 from horizon_core.errors import SocketClosedError
 
-__all__ = ["Closeable"]
+__all__ = ["Closeable", "ReleaseOnce"]
 
 
 class Closeable:
@@ -67,3 +67,39 @@ class Closeable:
     def _check_open(self, operation: str) -> None:
         if self.closed:
             raise SocketClosedError(self._what, operation)
+
+
+class ReleaseOnce(Closeable):
+    """A :class:`Closeable` whose ``close()`` sets a flag and calls ``_release()`` the first time.
+
+    For objects whose closed state is just that flag; ``_release`` gives back what they hold.
+
+    Example:
+        >>> class Lease(ReleaseOnce):
+        ...     _what = "lease"
+        ...     def _release(self) -> None:
+        ...         print("released")
+        >>> lease = Lease()
+        >>> lease.close(); lease.close()
+        released
+        >>> lease.closed
+        True
+    """
+
+    # A class default, so subclasses need not set it; close() sets it on the instance.
+    _closed: bool = False
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` ran."""
+        return self._closed
+
+    def close(self) -> None:
+        """Release what the object holds; later operations raise SocketClosedError. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._release()
+
+    def _release(self) -> None:
+        raise NotImplementedError

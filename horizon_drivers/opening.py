@@ -39,8 +39,7 @@ import socket
 import attrs
 
 from horizon_core.addresses import SocketAddress, SocketAddressLike, as_socket_address
-from horizon_core.config import NetConfig
-from horizon_core.errors import ConfigError, FieldProblem
+from horizon_core.config import NetConfig, dual_stack_config
 from horizon_core.options import (
     Family,
     Observation,
@@ -185,22 +184,6 @@ def open_udp(address: SocketAddressLike, config: NetConfig) -> tuple[socket.sock
         >>> sock.close()
     """
     return _open(as_socket_address(address), SocketKind.UDP, config)
-
-
-def dual_stack_config(config: NetConfig) -> NetConfig:
-    """``config`` with ``ipv6_only=False``; ConfigError if it explicitly asks for IPv6-only.
-
-    Example:
-        >>> dual_stack_config(NetConfig()).ipv6_only
-        False
-    """
-    if config.ipv6_only is True:
-        raise ConfigError(
-            [FieldProblem("ipv6_only", True, "None or False for a dual-stack socket")]
-        )
-    if config.ipv6_only is False:
-        return config
-    return attrs.evolve(config, ipv6_only=False)
 
 
 def open_udp_dual_stack(port: int, config: NetConfig) -> tuple[socket.socket, OptionReport]:

@@ -23,7 +23,7 @@ Rules this module obeys:
 Example::
 
     from horizon_core.buffers import BufferPool
-    engine = make_engine(sock, report, config)      # sock: a bound, nonblocking UDP socket
+    engine = PortableEngine(sock, report)           # sock: a bound, nonblocking UDP socket
     batch = BufferPool(64, 2048).batch(64)
     try:
         n = engine.recv_batch(batch)
@@ -35,15 +35,15 @@ from __future__ import annotations
 
 import socket
 import sys
-from collections.abc import Iterable
-from typing import Any, Final, Protocol, TypeAlias
+from typing import Any, Final, Protocol
 
 from horizon_core.buffers import Batch
 from horizon_core.config import NetConfig
-from horizon_core.contract import AddressLike, BytesLike
+from horizon_core.contract import OutgoingDatagrams
 from horizon_core.options import OptionReport
 from horizon_core.stats import StatsSnapshot
 from horizon_drivers.portable.udp import UdpSocket as PortableUdpSocket
+from horizon_drivers.sockopts import LINUX_OPTION_NUMBERS
 
 __all__ = [
     "SOL_UDP",
@@ -52,24 +52,18 @@ __all__ = [
     "UDP_SEGMENT",
     "BatchEngine",
     "NativeEngine",
-    "Outgoing",
     "PortableEngine",
     "kernel_option_enabled",
-    "make_engine",
     "merge_snapshots",
     "native_available",
 ]
 
-#: What the engines send: the core's ``Datagrams`` plus ``None`` for a connected socket's peer.
-Outgoing: TypeAlias = Batch | Iterable[tuple[BytesLike, AddressLike | None]]
-
 _IS_LINUX: Final = sys.platform.startswith("linux")
-# socket(7): SO_RXQ_OVFL is 40 on Linux; Python's socket module does not export it.
-SO_RXQ_OVFL: Final = 40
-# udp(7): UDP_SEGMENT (GSO) is 103 and UDP_GRO 104 at level SOL_UDP (17); not exported either.
-SOL_UDP: Final = 17
-UDP_SEGMENT: Final = 103
-UDP_GRO: Final = 104
+# Linux's numbers (Python's socket module exports none of them), from the one table in sockopts.
+SO_RXQ_OVFL: Final = LINUX_OPTION_NUMBERS["SO_RXQ_OVFL"]
+SOL_UDP: Final = socket.IPPROTO_UDP
+UDP_SEGMENT: Final = LINUX_OPTION_NUMBERS["UDP_SEGMENT"]
+UDP_GRO: Final = LINUX_OPTION_NUMBERS["UDP_GRO"]
 
 
 def native_available() -> bool:
@@ -104,7 +98,7 @@ class BatchEngine(Protocol):
         """Fill ``batch`` with what is waiting; BlockingIOError when nothing is."""
         ...
 
-    def send_batch(self, datagrams: Outgoing, start: int = 0) -> int:
+    def send_batch(self, datagrams: OutgoingDatagrams, start: int = 0) -> int:
         """Send datagrams ``start..``; return how many went; BlockingIOError if none fit."""
         ...
 
@@ -192,7 +186,7 @@ class NativeEngine:
         n: int = self._native.recv_batch(batch)
         return n
 
-    def send_batch(self, datagrams: Outgoing, start: int = 0) -> int:
+    def send_batch(self, datagrams: OutgoingDatagrams, start: int = 0) -> int:
         """One sendmmsg of datagrams ``start..`` (BlockingIOError when none fit)."""
         n: int = self._native.send_batch(datagrams, start)
         return n
@@ -234,7 +228,7 @@ class PortableEngine:
         """Receive until the batch is full or the socket would block; return how many."""
         return self._portable.recv_batch(batch)
 
-    def send_batch(self, datagrams: Outgoing, start: int = 0) -> int:
+    def send_batch(self, datagrams: OutgoingDatagrams, start: int = 0) -> int:
         """Send datagrams ``start..`` until one would block; return how many went."""
         if not isinstance(datagrams, Batch | list | tuple):
             datagrams = list(datagrams)
@@ -251,17 +245,3 @@ class PortableEngine:
         """Close the duplicate descriptor (idempotent)."""
         self._portable.close()
 
-
-def make_engine(
-    sock: socket.socket, report: OptionReport, config: NetConfig, *, prefer_native: bool = True
-) -> BatchEngine:
-    """The best engine for ``sock``: native recvmmsg/sendmmsg when available, else portable.
-
-    Example::
-
-        engine = make_engine(sock, report, config)
-        engine.name    # "recvmmsg" on Linux with the extension built
-    """
-    if prefer_native and native_available():
-        return NativeEngine(sock, report, config)
-    return PortableEngine(sock, report)

@@ -54,7 +54,7 @@ from anyio.abc import SocketListener, SocketStream
 from anyio.streams.stapled import MultiListener
 
 from horizon_core.addresses import SocketAddress
-from horizon_core.config import NetConfig
+from horizon_core.config import NetConfig, resolve_config
 from horizon_core.options import OptionReport
 from horizon_drivers.aio.attributes import HorizonAttribute
 from horizon_drivers.aio.checkpoints import checkpoint_for_running_loop
@@ -320,7 +320,7 @@ async def connect_tcp(
         stream = await connect_tcp(NetConfig(tcp_nodelay=True), "localhost", 8080)
         stream.extra(HorizonAttribute.options)["TCP_NODELAY"].effective   # 1
     """
-    cfg = config if config is not None else NetConfig()
+    cfg = resolve_config(config)
     addresses = await resolve(remote_host, remote_port, socket.SOCK_STREAM)
     if len(addresses) == 1:
         return await _connect_one(addresses[0], cfg)
@@ -377,7 +377,7 @@ async def create_tcp_listener(
         async with await create_tcp_listener(NetConfig(), local_host="127.0.0.1") as listener:
             await listener.serve(handler)
     """
-    cfg = config if config is not None else NetConfig()
+    cfg = resolve_config(config)
     changes: dict[str, Any] = {}
     if backlog is not None:
         changes["tcp_backlog"] = min(max(backlog, 0), 65535)

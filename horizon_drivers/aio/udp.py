@@ -44,18 +44,19 @@ import errno
 import socket
 import sys
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal, TypeAlias
 
 import anyio
 import anyio.lowlevel
+import attrs
 from anyio import BrokenResourceError, ClosedResourceError, ResourceGuard
 from anyio.abc import ConnectedUDPSocket, UDPSocket
 
-from horizon_core.addresses import SocketAddress
+from horizon_core.addresses import SocketAddress, wrong_family_error
 from horizon_core.buffers import Batch
-from horizon_core.config import NetConfig
-from horizon_core.contract import AddressLike, BytesLike
+from horizon_core.config import NetConfig, resolve_config
+from horizon_core.contract import OutgoingDatagrams
 from horizon_core.errors import SocketClosedError
 from horizon_core.options import OptionReport
 from horizon_core.stats import Stats, StatsSnapshot
@@ -86,9 +87,6 @@ __all__ = [
 
 #: Which batch engine to use: ``"auto"`` (native on Linux when built), ``"native"``, ``"portable"``.
 EngineChoice: TypeAlias = Literal["auto", "native", "portable"]
-#: What ``send_batch`` takes: the core's ``Datagrams``, plus ``None`` as the address of a datagram
-#: for the connected peer.
-OutgoingDatagrams: TypeAlias = Batch | Iterable[tuple[BytesLike, AddressLike | None]]
 
 # Larger than any UDP payload (65507 over IPv4, 65527 over IPv6) and any GRO buffer.
 _MAX_DATAGRAM: Final = 65536
@@ -438,7 +436,7 @@ class _DatagramSocket:
         if address.is_v4_mapped:
             return address.unmapped().to_sockaddr()
         if address.family == 6:
-            raise BrokenResourceError(f"cannot send to IPv6 address {address} from an IPv4 socket")
+            raise wrong_family_error(address, 4)
         return address.to_sockaddr()
 
 
@@ -524,9 +522,7 @@ class HorizonConnectedUDPSocket(_DatagramSocket, ConnectedUDPSocket):
 
 
 def _evolve_reuse_port(config: NetConfig | None, reuse_port: bool | None) -> NetConfig:
-    import attrs
-
-    base = config if config is not None else NetConfig()
+    base = resolve_config(config)
     if reuse_port is None or reuse_port == base.reuse_port:
         return base
     return attrs.evolve(base, reuse_port=reuse_port)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Final
 
 from horizon_core.addresses import as_socket_address
-from horizon_core.config import NetConfig
+from horizon_core.config import NetConfig, resolve_config
 from horizon_core.contract import AddressLike
 from horizon_drivers.opening import (
     open_tcp_listener,
@@ -27,14 +27,6 @@ __all__ = ["DRIVER", "NAME", "PortableDriver"]
 
 #: The name the registry and the command line use.
 NAME: Final = "portable"
-
-
-def _config(config: NetConfig | None) -> NetConfig:
-    if config is None:
-        return NetConfig()
-    if not isinstance(config, NetConfig):
-        raise TypeError(f"config must be a NetConfig or None, got {type(config).__name__}")
-    return config
 
 
 class PortableDriver:
@@ -53,29 +45,29 @@ class PortableDriver:
 
     def bind_udp(self, address: AddressLike, config: NetConfig | None = None) -> UdpSocket:
         """Open a UDP socket with ``config``'s options and bind it to ``address``."""
-        sock, report = open_udp(as_socket_address(address), _config(config))
+        sock, report = open_udp(as_socket_address(address), resolve_config(config))
         return UdpSocket(sock, report)
 
     def bind_udp_dual_stack(self, port: int, config: NetConfig | None = None) -> UdpSocket:
         """Bind ``[::]:port`` with IPV6_V6ONLY off, serving IPv4 and IPv6 peers."""
-        sock, report = open_udp_dual_stack(port, _config(config))
+        sock, report = open_udp_dual_stack(port, resolve_config(config))
         return UdpSocket(sock, report)
 
     def bind_tcp(self, address: AddressLike, config: NetConfig | None = None) -> TcpListener:
         """Open, configure, bind and listen (backlog from ``config.tcp_backlog``)."""
-        cfg = _config(config)
+        cfg = resolve_config(config)
         sock, report = open_tcp_listener(as_socket_address(address), cfg)
         return TcpListener(sock, report, cfg)
 
     def connect_tcp(self, address: AddressLike, config: NetConfig | None = None) -> TcpStream:
         """Start a nonblocking connect; see :meth:`TcpStream.finish_connect`."""
         target = as_socket_address(address)
-        sock, report = open_tcp_stream(target, _config(config))
+        sock, report = open_tcp_stream(target, resolve_config(config))
         return TcpStream(sock, report, peer=target, connecting=True)
 
     def runtime(self, config: NetConfig | None = None) -> Runtime:
         """A new selectors-based Runtime."""
-        return Runtime(_config(config))
+        return Runtime(resolve_config(config))
 
     def __repr__(self) -> str:
         return "<portable driver>"

@@ -38,12 +38,13 @@ import socket
 import time
 from collections.abc import Callable
 
-from horizon_core.config import NetConfig
+from horizon_core.config import NetConfig, resolve_config
 from horizon_core.contract import Pollable
 from horizon_core.errors import SocketClosedError
 from horizon_core.events import Event, Interest, Readiness
 from horizon_core.slab import Slab, Token
-from horizon_drivers.lifecycle import Closeable
+from horizon_drivers.lifecycle import ReleaseOnce
+from horizon_drivers.run_loop import RunLoop
 
 __all__ = ["Runtime"]
 
@@ -80,7 +81,7 @@ def _is_closed(source: Pollable) -> bool:
         return True
 
 
-class Runtime(Closeable):
+class Runtime(ReleaseOnce):
     """A readiness loop over registered sockets, keyed by generational tokens.
 
     Example:
@@ -93,15 +94,12 @@ class Runtime(Closeable):
     _what = "runtime"
 
     def __init__(self, config: NetConfig | None = None) -> None:
-        config = NetConfig() if config is None else config
-        if not isinstance(config, NetConfig):
-            raise TypeError(f"config must be a NetConfig, got {type(config).__name__}")
+        config = resolve_config(config)
         self._default_timeout = config.poll_timeout
         self._spin = (config.spin_budget or 0) / 1e6
         self._slab: Slab[_Registration] = Slab()
         self._selector = selectors.DefaultSelector()
-        self._stop_requested = False
-        self._closed = False
+        self._loop = RunLoop()
         try:
             self._wake_r, self._wake_w = socket.socketpair()
             for end in (self._wake_r, self._wake_w):
@@ -113,16 +111,8 @@ class Runtime(Closeable):
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    @property
-    def closed(self) -> bool:
-        """True once ``close()`` ran."""
-        return self._closed
-
-    def close(self) -> None:
+    def _release(self) -> None:
         """Close the selector and the waker (registered sockets stay open). Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
         self._selector.close()
         self._wake_r.close()
         self._wake_w.close()
@@ -131,6 +121,10 @@ class Runtime(Closeable):
     def __len__(self) -> int:
         """The number of live registrations."""
         return len(self._slab)
+
+    def __contains__(self, token: object) -> bool:
+        """True while ``token`` is registered."""
+        return token in self._slab
 
     # -- registrations ----------------------------------------------------------------------
 
@@ -266,26 +260,15 @@ class Runtime(Closeable):
     def run(self, handler: Callable[[Event], object], *, timeout: float | None = None) -> None:
         """Call ``handler`` for each event until ``stop()`` (or ``close()`` from a handler).
 
-        ``timeout`` bounds each wait (None: as ``poll_once(None)``). A
-        ``stop()`` that came before ``run`` makes it return at once. An event whose token a handler
-        deregistered earlier in the same step is not delivered.
+        ``timeout`` bounds each wait (None: as ``poll_once(None)``). A ``stop()`` that came
+        before ``run`` makes it return at once. An event whose token a handler deregistered
+        earlier in the same step is not delivered.
         """
-        self._check_open("run")
-        try:
-            while not self._stop_requested and not self._closed:
-                for event in self.poll_once(timeout):
-                    if self._closed:
-                        break
-                    if event.token in self._slab:
-                        handler(event)
-        finally:
-            self._stop_requested = False
+        self._loop.run(self, handler, timeout)
 
     def stop(self) -> None:
-        """Make ``run`` return after the current step. Safe from any thread."""
-        self._check_open("stop")
-        self._stop_requested = True
-        self.wake()
+        """Make ``run`` return after the current step. Safe from any thread; nothing once closed."""
+        self._loop.stop(self)
 
     def wake(self) -> None:
         """Interrupt a blocked ``poll_once`` from any thread."""

@@ -57,7 +57,7 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any, Final, Literal
 
-from horizon_core.addresses import PACKED_ADDRESS_SIZE, SocketAddress, as_socket_address
+from horizon_core.addresses import PACKED_ADDRESS_SIZE, SocketAddress, as_socket_address, wrong_family_error
 from horizon_core.buffers import Batch
 from horizon_core.contract import AddressLike, BytesLike, WritableBuffer
 from horizon_core.options import Level, OptionReport, OptionStatus
@@ -105,9 +105,29 @@ def _send_segmented(sock: socket.socket, payload: BytesLike, target: Any, stride
     if _SEGMENT is None:
         raise OSError(errno.EOPNOTSUPP, "a buffer of several datagrams needs UDP GSO (Linux)")
     control = [(_SEGMENT[0], _SEGMENT[1], stride.to_bytes(2, sys.byteorder))]
+    _check_family(sock, target)
     if target is None:
         return sock.sendmsg((payload,), control)
     return sock.sendmsg((payload,), control, 0, target)
+
+
+class _WrongFamily:
+    """A destination of the other family: sending to it raises EAFNOSUPPORT (never TypeError)."""
+
+    __slots__ = ("address",)
+
+    def __init__(self, address: SocketAddress) -> None:
+        self.address = address
+
+
+def _check_family(sock: socket.socket, target: Any) -> None:
+    if type(target) is _WrongFamily:
+        raise wrong_family_error(target.address, 6 if sock.family == socket.AF_INET6 else 4)
+
+
+def _send_to(sock: socket.socket, payload: BytesLike, target: Any) -> int:
+    _check_family(sock, target)
+    return sock.sendto(payload, target)
 
 
 class UdpSocket(OwnedSocket):
@@ -173,16 +193,20 @@ class UdpSocket(OwnedSocket):
 
     # -- addresses ---------------------------------------------------------------------------
 
-    def _sockaddr(self, address: AddressLike) -> tuple[str, int] | tuple[str, int, int, int]:
+    def _sockaddr(self, address: AddressLike) -> Any:
         return self._sockaddr_of(as_socket_address(address))
 
-    def _sockaddr_of(self, target: SocketAddress) -> tuple[str, int] | tuple[str, int, int, int]:
+    def _sockaddr_of(self, target: SocketAddress) -> Any:
         # A dual-stack (IPv6) socket reaches IPv4 peers through their v4-mapped form; an IPv4
-        # socket given a v4-mapped address means the plain IPv4 peer.
+        # socket given a v4-mapped address means the plain IPv4 peer. An IPv6 address on an IPv4
+        # socket becomes a _WrongFamily, raised as OSError when a datagram is sent to it, so a
+        # batch keeps what it sent before it.
         if self._family == 6:
             target = target.to_v4_mapped()
         elif target.is_v4_mapped:
             target = target.unmapped()
+        elif target.family == 6:
+            return _WrongFamily(target)
         return target.to_sockaddr()
 
     def _target(self, address: AddressLike) -> Any:
@@ -382,20 +406,12 @@ class UdpSocket(OwnedSocket):
                 elif target is None:
                     nbytes += sock.send(payload)
                 else:
-                    nbytes += sock.sendto(payload, target)
+                    nbytes += _send_to(sock, payload, target)
             except OSError as exc:
                 error = exc
                 break
             sent += 1
-        stats = self._stats
-        stats.record_send(len(outgoing), sent, nbytes)
-        if sent or error is None:
-            return sent
-        if isinstance(error, BlockingIOError):
-            stats.would_block += 1
-        else:
-            stats.errors += 1
-        raise error
+        return self._stats.finish_batch_send(len(outgoing), sent, nbytes, error)
 
     def _slots_to_send(self, batch: Batch, start: int) -> list[tuple[BytesLike, Any, int]]:
         # (payload view, destination or None, GSO stride or 0) per FILLED slot, in fill order.
@@ -419,27 +435,12 @@ class UdpSocket(OwnedSocket):
     def send_to(self, data: BytesLike, address: AddressLike) -> int:
         """Send one datagram to ``address``; return its length."""
         sock = self._live("send_to")
-        return self._count_send(lambda: sock.sendto(data, self._target(address)))
+        return self._stats.count_send(lambda: _send_to(sock, data, self._target(address)))
 
     def send(self, data: BytesLike) -> int:
         """Send one datagram to the connected peer."""
         sock = self._live("send")
-        return self._count_send(lambda: sock.send(data))
-
-    def _count_send(self, call: Callable[[], int]) -> int:
-        stats = self._stats
-        try:
-            n = call()
-        except BlockingIOError:
-            stats.record_send(1, 0, 0)
-            stats.would_block += 1
-            raise
-        except OSError:
-            stats.record_send(1, 0, 0)
-            stats.errors += 1
-            raise
-        stats.record_send(1, 1, n)
-        return n
+        return self._stats.count_send(lambda: sock.send(data))
 
     def recv_from(self, buffer: WritableBuffer) -> tuple[int, SocketAddress]:
         """Receive one datagram into ``buffer``; return (bytes stored, sender).
@@ -484,7 +485,9 @@ class UdpSocket(OwnedSocket):
     def connect(self, address: AddressLike) -> None:
         """Fix the peer: ``send``/``recv_into`` then use it, and ICMP errors are reported."""
         sock = self._live("connect")
-        sock.connect(self._sockaddr(address))
+        target = self._sockaddr(address)
+        _check_family(sock, target)
+        sock.connect(target)
         self._connected = True
 
     def _icmp_error(self, exc: OSError) -> OSError | None:

@@ -9,7 +9,7 @@ Rules this module obeys:
 * ``poll_once(timeout)`` never sleeps: if nothing is ready it runs the network's clock forward to
   the next scheduled event, up to ``timeout`` virtual seconds. With no timeout (and no
   ``config.poll_timeout``) and nothing scheduled, nothing could ever happen:
-  :class:`~horizon_drivers.sim.network.SimDeadlockError` says so instead of hanging.
+  :class:`~horizon_drivers.sim.medium.SimDeadlockError` says so instead of hanging.
 * A closed socket stops producing events (as epoll forgets a closed descriptor) but its token
   stays registered until ``deregister``.
 """
@@ -26,8 +26,9 @@ from horizon_core.contract import Pollable
 from horizon_core.errors import SocketClosedError
 from horizon_core.events import Event, Interest, Readiness
 from horizon_core.slab import Slab, Token
-from horizon_drivers.lifecycle import Closeable
-from horizon_drivers.sim.network import SimDeadlockError, SimNetwork
+from horizon_drivers.lifecycle import ReleaseOnce
+from horizon_drivers.run_loop import RunLoop
+from horizon_drivers.sim.medium import SimDeadlockError, SimMedium
 from horizon_drivers.sim.tcp import SimTcpListener, SimTcpStream
 from horizon_drivers.sim.udp import SimUdpSocket
 
@@ -50,8 +51,8 @@ def _check_interest(interest: object) -> Interest:
     return interest
 
 
-class SimRuntime(Closeable):
-    """A Runtime over a :class:`SimNetwork`'s sockets (any host's), on its virtual clock.
+class SimRuntime(ReleaseOnce):
+    """A Runtime over a network's sockets (any host's), on its virtual clock.
 
     Example:
         >>> from horizon_core.events import Interest
@@ -69,29 +70,20 @@ class SimRuntime(Closeable):
 
     _what = "runtime"
 
-    def __init__(self, network: SimNetwork, config: NetConfig) -> None:
+    def __init__(self, network: SimMedium, config: NetConfig) -> None:
         self._net = network
         self._config = config
         self._slab: Slab[_Registration] = Slab()
-        self._closed = False
-        self._stopping = False
+        self._loop = RunLoop()
         self._woken = False
 
     @property
-    def network(self) -> SimNetwork:
+    def network(self) -> SimMedium:
         """The network whose clock this runtime drives."""
         return self._net
 
-    @property
-    def closed(self) -> bool:
-        """True once ``close()`` ran."""
-        return self._closed
-
-    def close(self) -> None:
+    def _release(self) -> None:
         """Drop every registration; later calls raise SocketClosedError. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
         for token in list(self._slab):
             self._slab.remove(token)
 
@@ -183,28 +175,21 @@ class SimRuntime(Closeable):
         ready). A ``stop()`` before ``run`` makes it return at once. An event whose token a
         handler deregistered earlier in the same step is not delivered.
         """
-        self._check_open("run")
         wait = self._config.poll_timeout if timeout is None else timeout
-        try:
-            while not self._stopping and not self._closed:
-                for event in self.poll_once(wait):
-                    if self._closed:
-                        break
-                    if event.token in self._slab:
-                        handler(event)
-        finally:
-            self._stopping = False
+        self._loop.run(self, handler, wait)
 
     def stop(self) -> None:
-        """Make ``run`` return after the current step."""
-        self._check_open("stop")
-        self._stopping = True
-        self._woken = True
+        """Make ``run`` return after the current step; nothing on a closed runtime."""
+        self._loop.stop(self)
 
     def wake(self) -> None:
         """Make the current or next ``poll_once`` return at once (possibly with no events)."""
         self._check_open("wake")
         self._woken = True
+
+    def __contains__(self, token: object) -> bool:
+        """True while ``token`` is registered."""
+        return token in self._slab
 
     def registered(self) -> dict[Token, Pollable]:
         """The live registrations: token -> source."""

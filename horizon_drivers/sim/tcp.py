@@ -26,7 +26,6 @@ import errno
 import ipaddress
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
 import attrs
 
@@ -35,10 +34,12 @@ from horizon_core.config import NetConfig
 from horizon_core.contract import BytesLike, WritableBuffer
 from horizon_core.events import Readiness
 from horizon_core.options import OptionReport, SocketKind
-from horizon_drivers.lifecycle import Closeable
-from horizon_drivers.sim.host import (
+from horizon_drivers.lifecycle import Closeable, ReleaseOnce
+from horizon_drivers.sim.medium import SimMedium
+from horizon_drivers.sim.ports import (
     ANY,
     Binding,
+    Node,
     as_seen_by,
     buffer_size,
     flow_hash,
@@ -47,10 +48,6 @@ from horizon_drivers.sim.host import (
     view_matches,
     wire,
 )
-
-if TYPE_CHECKING:
-    from horizon_drivers.sim.host import SimHost
-    from horizon_drivers.sim.network import SimNetwork
 
 __all__ = ["STREAM_TRANSITIONS", "SimTcpListener", "SimTcpStream", "StreamState", "StreamStep"]
 
@@ -108,7 +105,7 @@ class SimTcpStream(Closeable):
 
     def __init__(
         self,
-        host: SimHost,
+        host: Node,
         config: NetConfig,
         family: int,
         local_wire: SocketAddress,
@@ -117,7 +114,7 @@ class SimTcpStream(Closeable):
         options: OptionReport,
     ) -> None:
         self._host = host
-        self._net: SimNetwork = host.network
+        self._net: SimMedium = host.network
         self._config = config
         self._family = family
         self._local_wire = local_wire
@@ -139,7 +136,7 @@ class SimTcpStream(Closeable):
         host.adopt_stream(self)
 
     @classmethod
-    def connect(cls, host: SimHost, config: NetConfig, remote: SocketAddress) -> SimTcpStream:
+    def connect(cls, host: Node, config: NetConfig, remote: SocketAddress) -> SimTcpStream:
         """Start connecting from ``host`` to ``remote`` (the driver's ``connect_tcp``)."""
         family = remote.family
         options = simulated_report(config, family, SocketKind.TCP_STREAM)
@@ -151,7 +148,7 @@ class SimTcpStream(Closeable):
         source_ip = host.source_for(unspecified, target.host)
         local_seen = as_seen_by(family, SocketAddress(source_ip, 0))
         net = host.network
-        binding = host.claim(None, "tcp", family, local_seen.host, 0, v6only=False, reuse_port=False)
+        binding = host.ports.claim(None, "tcp", family, local_seen.host, 0, v6only=False, reuse_port=False)
         source = SocketAddress(source_ip, binding.port)
         stream = cls(host, config, family, source, target, StreamState.CONNECTING, options)
         binding.owner = stream
@@ -215,7 +212,7 @@ class SimTcpStream(Closeable):
             )
             self._rx.clear()
         if self._binding is not None:
-            self._host.release(self._binding)
+            self._host.ports.release(self._binding)
         self._host.forget_stream(self)
         self._net.settle()
 
@@ -434,19 +431,19 @@ class _Syn:
     target: SocketAddress
 
 
-class SimTcpListener(Closeable):
+class SimTcpListener(ReleaseOnce):
     """A listening socket on a simulated host (``TcpListener`` contract)."""
 
-    def __init__(self, host: SimHost, config: NetConfig, local: SocketAddress) -> None:
+    def __init__(self, host: Node, config: NetConfig, local: SocketAddress) -> None:
         self._host = host
-        self._net: SimNetwork = host.network
+        self._net: SimMedium = host.network
         self._config = config
         self._family = local.family
         self._options = simulated_report(config, self._family, SocketKind.TCP_LISTENER)
         self._options.raise_for_required()
         self._stream_options = simulated_report(config, self._family, SocketKind.TCP_STREAM)
         host.check_local(local.host)
-        self._binding = host.claim(
+        self._binding = host.ports.claim(
             self,
             "tcp",
             self._family,
@@ -460,23 +457,14 @@ class SimTcpListener(Closeable):
         self._backlog = config.tcp_backlog
         self._queue: deque[SimTcpStream] = deque()
         self._waiting: deque[_Syn] = deque()
-        self._closed = False
 
     def fileno(self) -> int:
         """-1: a simulated socket has no OS descriptor."""
         return -1
 
-    @property
-    def closed(self) -> bool:
-        """True once ``close()`` ran."""
-        return self._closed
-
-    def close(self) -> None:
+    def _release(self) -> None:
         """Stop listening: connections not yet accepted are reset, waiting SYNs refused."""
-        if self._closed:
-            return
-        self._closed = True
-        self._host.release(self._binding)
+        self._host.ports.release(self._binding)
         while self._queue:
             self._queue.popleft().reset()
         while self._waiting:
@@ -551,10 +539,10 @@ class SimTcpListener(Closeable):
         server._transmit(_Segment.SYN_ACK)
 
 
-def _syn_arrives(host: SimHost, client: SimTcpStream, source: SocketAddress, target: SocketAddress) -> None:
+def _syn_arrives(host: Node, client: SimTcpStream, source: SocketAddress, target: SocketAddress) -> None:
     best: list[SimTcpListener] = []
     best_score = -1
-    for binding in host.bindings("tcp", target.port):
+    for binding in host.ports.bindings("tcp", target.port):
         listener = binding.owner
         if not binding.listening or not isinstance(listener, SimTcpListener):
             continue

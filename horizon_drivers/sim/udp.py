@@ -22,22 +22,24 @@ from __future__ import annotations
 import errno
 import ipaddress
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import attrs
 
-from horizon_core.addresses import SocketAddress, as_socket_address
+from horizon_core.addresses import SocketAddress, as_socket_address, wrong_family_error
 from horizon_core.buffers import Batch
 from horizon_core.config import NetConfig
 from horizon_core.contract import AddressLike, BytesLike, Datagrams, WritableBuffer
 from horizon_core.events import Readiness
 from horizon_core.options import OptionReport, SocketKind
 from horizon_core.stats import Stats, StatsSnapshot
-from horizon_drivers.lifecycle import Closeable
-from horizon_drivers.sim.host import (
+from horizon_drivers.lifecycle import ReleaseOnce
+from horizon_drivers.sim.ledger import DatagramEvent, DropReason
+from horizon_drivers.sim.medium import SimMedium
+from horizon_drivers.sim.ports import (
     ANY,
     Binding,
+    Node,
     as_seen_by,
     buffer_size,
     flow_hash,
@@ -46,11 +48,6 @@ from horizon_drivers.sim.host import (
     view_matches,
     wire,
 )
-from horizon_drivers.sim.ledger import DatagramEvent, DropReason
-
-if TYPE_CHECKING:
-    from horizon_drivers.sim.host import SimHost
-    from horizon_drivers.sim.network import SimNetwork
 
 __all__ = ["SimUdpSocket"]
 
@@ -66,7 +63,7 @@ class _Queued:
     source: SocketAddress  # as this socket sees it (mapped on an IPv6 socket)
 
 
-class SimUdpSocket(Closeable):
+class SimUdpSocket(ReleaseOnce):
     """A UDP socket on a :class:`~horizon_drivers.sim.host.SimHost` (``UdpSocket`` contract).
 
     Example:
@@ -81,9 +78,9 @@ class SimUdpSocket(Closeable):
         (2, [(b'on', True, 3), (b'tw', True, 3)])
     """
 
-    def __init__(self, host: SimHost, config: NetConfig, local: SocketAddress, v6only: bool) -> None:
+    def __init__(self, host: Node, config: NetConfig, local: SocketAddress, v6only: bool) -> None:
         self._host = host
-        self._net: SimNetwork = host.network
+        self._net: SimMedium = host.network
         self._config = config
         self._family = local.family
         self._v6only = v6only
@@ -91,7 +88,7 @@ class SimUdpSocket(Closeable):
         self._options = simulated_report(config, self._family, SocketKind.UDP)
         self._options.raise_for_required()
         host.check_local(local.host)
-        self._binding: Binding = host.claim(
+        self._binding: Binding = host.ports.claim(
             self,
             "udp",
             self._family,
@@ -108,7 +105,6 @@ class SimUdpSocket(Closeable):
         self._error: int | None = None
         self._drops = 0
         self._stats = Stats(kernel_drops=0 if config.rx_drop_counter else None)
-        self._closed = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -116,17 +112,9 @@ class SimUdpSocket(Closeable):
         """-1: a simulated socket has no OS descriptor."""
         return -1
 
-    @property
-    def closed(self) -> bool:
-        """True once ``close()`` ran."""
-        return self._closed
-
-    def close(self) -> None:
+    def _release(self) -> None:
         """Release the port; datagrams still queued are dropped ("socket closed"). Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        self._host.release(self._binding)
+        self._host.ports.release(self._binding)
         self._host.forget_udp(self)
         while self._queue:
             item = self._queue.popleft()
@@ -187,7 +175,7 @@ class SimUdpSocket(Closeable):
         """Send one datagram to ``address``; return its length."""
         self._check_open("send_to")
         payload = bytes(data)
-        self._count_send(lambda: self._send_one(payload, self._destination(as_socket_address(address))))
+        self._stats.count_send(lambda: self._send_one(payload, self._destination(as_socket_address(address))))
         return len(payload)
 
     def send(self, data: BytesLike) -> int:
@@ -201,22 +189,8 @@ class SimUdpSocket(Closeable):
                 raise oserror(errno.EDESTADDRREQ, "the socket is not connected")
             return self._send_one(payload, self._peer)
 
-        self._count_send(send_to_peer)
+        self._stats.count_send(send_to_peer)
         return len(payload)
-
-    def _count_send(self, call: Callable[[], int]) -> None:
-        stats = self._stats
-        try:
-            nbytes = call()
-        except BlockingIOError:
-            stats.record_send(1, 0, 0)
-            stats.would_block += 1
-            raise
-        except OSError:
-            stats.record_send(1, 0, 0)
-            stats.errors += 1
-            raise
-        stats.record_send(1, 1, nbytes)
 
     def send_batch(self, datagrams: Datagrams, start: int = 0) -> int:
         """Send datagrams ``start..``; return how many went. An error after at least one went
@@ -237,15 +211,7 @@ class SimUdpSocket(Closeable):
                 break
             sent += 1
             nbytes += len(payload)
-        stats = self._stats
-        stats.record_send(len(items), sent, nbytes)
-        if sent or error is None:
-            return sent
-        if isinstance(error, BlockingIOError):
-            stats.would_block += 1
-        else:
-            stats.errors += 1
-        raise error
+        return self._stats.finish_batch_send(len(items), sent, nbytes, error)
 
     def _items(self, datagrams: Datagrams) -> list[tuple[bytes, SocketAddress | None]]:
         # Addresses are parsed before anything is sent (a malformed one is a caller bug, a
@@ -263,9 +229,9 @@ class SimUdpSocket(Closeable):
 
     def _destination(self, address: SocketAddress) -> SocketAddress:
         """Validate a user-given destination; return its wire form."""
-        if self._family == 4 and address.family == 6:
-            raise oserror(errno.EAFNOSUPPORT, f"an IPv4 socket cannot reach {address}")
         plain = address.unmapped()
+        if self._family == 4 and plain.family == 6:
+            raise wrong_family_error(address, self._family)
         if self._family == 6 and plain.family == 4 and self._v6only:
             raise oserror(errno.ENETUNREACH, f"IPV6_V6ONLY socket cannot reach {address}")
         if plain.port == 0:
@@ -447,7 +413,7 @@ class SimUdpSocket(Closeable):
         return [item.ident for item in self._queue], self._queued_bytes, self._capacity
 
 
-def transmit(host: SimHost, payload: bytes, source: SocketAddress, target: SocketAddress) -> None:
+def transmit(host: Node, payload: bytes, source: SocketAddress, target: SocketAddress) -> None:
     """Put one datagram on the wire from ``host``: draw its fate, schedule what follows."""
     net = host.network
     ident = net.ledger.datagram_sent(len(payload))
@@ -461,7 +427,7 @@ def transmit(host: SimHost, payload: bytes, source: SocketAddress, target: Socke
 
 
 def _launch(
-    host: SimHost,
+    host: Node,
     ident: int,
     payload: bytes,
     source: SocketAddress,
@@ -500,8 +466,8 @@ def _launch(
 
 
 def _arrive(
-    host: SimHost,
-    sender: SimHost,
+    host: Node,
+    sender: Node,
     ident: int,
     payload: bytes,
     source: SocketAddress,
@@ -511,7 +477,7 @@ def _arrive(
     net.wire_datagrams.discard(ident)
     best: list[SimUdpSocket] = []
     best_score = -1
-    for binding in host.bindings("udp", target.port):
+    for binding in host.ports.bindings("udp", target.port):
         sock = binding.owner
         assert isinstance(sock, SimUdpSocket)
         score = sock.accepts(target, source)
@@ -529,7 +495,7 @@ def _arrive(
     chosen.enqueue(ident, payload, source)
 
 
-def _send_icmp(origin: SimHost, sender: SimHost, source: SocketAddress, target: SocketAddress) -> None:
+def _send_icmp(origin: Node, sender: Node, source: SocketAddress, target: SocketAddress) -> None:
     """ICMP port-unreachable from ``origin`` back to the datagram's ``source`` on ``sender``.
 
     ICMP is never lost, duplicated or reordered; it takes one latency draw to come back.
@@ -540,7 +506,7 @@ def _send_icmp(origin: SimHost, sender: SimHost, source: SocketAddress, target: 
 
     def deliver() -> None:
         taken = False
-        for binding in sender.bindings("udp", source.port):
+        for binding in sender.ports.bindings("udp", source.port):
             sock = binding.owner
             assert isinstance(sock, SimUdpSocket)
             if sock.icmp_refused(target):

@@ -41,7 +41,7 @@ from anyio.abc import SocketAttribute
 
 from horizon_core.addresses import SocketAddress, as_socket_address
 from horizon_core.buffers import Batch
-from horizon_core.config import NetConfig
+from horizon_core.config import NetConfig, resolve_config
 from horizon_core.contract import AddressLike, BytesLike, Datagrams, Pollable, WritableBuffer
 from horizon_core.errors import SocketClosedError
 from horizon_core.events import Event, Interest, Readiness
@@ -360,6 +360,9 @@ class _PacingRuntime:
     def wake(self) -> None:
         """Nothing blocks."""
 
+    def __contains__(self, token: object) -> bool:
+        return token in self._slab
+
 
 class AioAdapterDriver:
     """horizon_drivers.aio on one anyio backend, as a sync Driver (for the contract suite)."""
@@ -405,7 +408,7 @@ class AioAdapterDriver:
 
         sock = self._open(
             self._aio.create_udp_socket,
-            dual_stack_config(config if config is not None else NetConfig()),
+            dual_stack_config(resolve_config(config)),
             family=socket.AF_INET6,
             local_host="::",
             local_port=port,

@@ -165,3 +165,19 @@ def test_select_based_waiting_survives_a_socket_closed_while_registered(
         live.send_to(b"x", live.local_address)
         assert [e.token for e in rt.poll_once(1.0)] == [live_token]
         rt.deregister(doomed_token)
+
+
+def test_stop_on_a_closed_runtime_does_nothing() -> None:
+    rt = portable.runtime()
+    rt.close()
+    rt.stop()  # a shutdown path may call stop and close in either order
+    with pytest.raises(SocketClosedError):
+        rt.run(lambda event: None)
+
+
+def test_a_token_is_in_the_runtime_while_registered() -> None:
+    with portable.runtime() as rt, portable.bind_udp("127.0.0.1:0") as sock:
+        token = rt.register(sock, Interest.READABLE)
+        assert token in rt
+        rt.deregister(token)
+        assert token not in rt

@@ -262,3 +262,18 @@ def test_drop_counter_switched_off_reports_none() -> None:
     with portable.bind_udp("127.0.0.1:0", NetConfig(rx_drop_counter=False)) as sock:
         assert sock.options["SO_RXQ_OVFL"].requested == 0
         assert sock.stats.kernel_drops is None
+
+
+def test_a_datagram_to_the_other_family_is_an_eafnosupport_oserror() -> None:
+    with portable.bind_udp("127.0.0.1:0") as a, portable.bind_udp("127.0.0.1:0") as b:
+        with pytest.raises(OSError, match=r"\[::1\]:9.*IPv4") as info:
+            a.send_to(b"x", "[::1]:9")
+        assert info.value.errno == errno.EAFNOSUPPORT
+        # What went before the bad datagram stays sent, and the count says so.
+        assert a.send_batch([(b"1", b.local_address), (b"2", "[::1]:9"), (b"3", b.local_address)]) == 1
+        with pytest.raises(OSError) as first:
+            a.send_batch([(b"2", "[::1]:9")])
+        assert first.value.errno == errno.EAFNOSUPPORT
+        with pytest.raises(OSError) as connecting:
+            a.connect("[::1]:9")
+        assert connecting.value.errno == errno.EAFNOSUPPORT

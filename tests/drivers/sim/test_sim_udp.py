@@ -291,8 +291,8 @@ def test_invalid_configs_never_reach_a_socket(case: tuple[dict[str, object], fro
         a.bind_udp("127.0.0.1:5555", kwargs)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         a.bind_tcp("127.0.0.1:5555", kwargs)  # type: ignore[arg-type]
-    assert not a.bindings("udp", 5555)
-    assert not a.bindings("tcp", 5555)
+    assert not a.ports.bindings("udp", 5555)
+    assert not a.ports.bindings("tcp", 5555)
 
 
 def test_every_operation_on_a_closed_socket_raises_socket_closed() -> None:
@@ -343,3 +343,12 @@ def test_send_batch_partial_and_from_a_batch() -> None:
     assert info.value.errno == errno.ENOBUFS
     assert tx.stats.would_block == 1
     assert tx.stats.errors == 1
+
+
+def test_a_datagram_to_the_other_family_is_an_eafnosupport_oserror() -> None:
+    host = sim.driver()
+    with host.bind_udp("127.0.0.1:0") as a, host.bind_udp("127.0.0.1:0") as b:
+        with pytest.raises(OSError, match=r"\[::1\]:9.*IPv4") as info:
+            a.send_to(b"x", "[::1]:9")
+        assert info.value.errno == errno.EAFNOSUPPORT
+        assert a.send_batch([(b"1", b.local_address), (b"2", "[::1]:9"), (b"3", b.local_address)]) == 1
