@@ -73,6 +73,17 @@ cdef inline void pack_sockaddr(const void *sa, Py_ssize_t salen,
         out[27] = (scope >> 24) & 0xFF
 
 
+cdef inline int _write_sockaddr_in(unsigned char *name, const unsigned char *port,
+                                   const unsigned char *addr4) noexcept nogil:
+    """An AF_INET sockaddr of a network-order port and IPv4 address; its length."""
+    cdef uint16_t fam = CODEC_AF_INET
+    memset(name, 0, SOCKADDR_IN_SIZE)
+    memcpy(name, &fam, 2)
+    memcpy(name + 2, port, 2)
+    memcpy(name + 4, addr4, 4)
+    return SOCKADDR_IN_SIZE
+
+
 cdef inline int unpack_sockaddr(const unsigned char *packed, int family,
                                 void *out) noexcept nogil:
     """Fill ``out`` (SOCKADDR_IN6_SIZE bytes or more) from a packed address, for a socket of
@@ -93,19 +104,9 @@ cdef inline int unpack_sockaddr(const unsigned char *packed, int family,
     if tag == TAG_V6 and family == CODEC_AF_INET:
         if memcmp(packed + 8, HORIZON_V4_MAPPED_PREFIX, 12) != 0:
             return SOCKADDR_WRONG_FAMILY
-        memset(name, 0, SOCKADDR_IN_SIZE)
-        fam = CODEC_AF_INET
-        memcpy(name, &fam, 2)
-        memcpy(name + 2, packed + 2, 2)
-        memcpy(name + 4, packed + 20, 4)
-        return SOCKADDR_IN_SIZE
+        return _write_sockaddr_in(name, packed + 2, packed + 20)
     if tag == TAG_V4 and family != CODEC_AF_INET6:
-        memset(name, 0, SOCKADDR_IN_SIZE)
-        fam = CODEC_AF_INET
-        memcpy(name, &fam, 2)
-        memcpy(name + 2, packed + 2, 2)
-        memcpy(name + 4, packed + 8, 4)
-        return SOCKADDR_IN_SIZE
+        return _write_sockaddr_in(name, packed + 2, packed + 8)
     memset(name, 0, SOCKADDR_IN6_SIZE)
     fam = CODEC_AF_INET6
     memcpy(name, &fam, 2)

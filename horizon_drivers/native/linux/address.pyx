@@ -75,24 +75,27 @@ cdef int sockaddr_from_address(object address, int family, sockaddr_in6 *out,
 
 
 cdef object local_address_of(int fd):
-    cdef unsigned char storage[128]
-    cdef socklen_t length = sizeof(storage)
-    cdef int rc
-    with nogil:
-        rc = getsockname(fd, <sockaddr *>storage, &length)
-    if rc != 0:
-        raise_errno(errno, "getsockname")
-    return address_from_sockaddr(<sockaddr *>storage, length)
+    return _name_of(fd, False)
 
 
 cdef object peer_address_of(int fd):
+    return _name_of(fd, True)
+
+
+cdef object _name_of(int fd, bint peer):
+    """getpeername or getsockname of ``fd`` as a SocketAddress."""
     cdef unsigned char storage[128]
     cdef socklen_t length = sizeof(storage)
-    cdef int rc
+    cdef int rc, err = 0
     with nogil:
-        rc = getpeername(fd, <sockaddr *>storage, &length)
+        if peer:
+            rc = getpeername(fd, <sockaddr *>storage, &length)
+        else:
+            rc = getsockname(fd, <sockaddr *>storage, &length)
+        if rc != 0:
+            err = errno
     if rc != 0:
-        raise_errno(errno, "getpeername")
+        raise_errno(err, "getpeername" if peer else "getsockname")
     return address_from_sockaddr(<sockaddr *>storage, length)
 
 

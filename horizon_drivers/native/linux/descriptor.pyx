@@ -119,22 +119,11 @@ cdef ssize_t send_buffer(int fd, object data, int flags, const sockaddr *name,
                          socklen_t namelen, int *err) except -2:
     """sendto(2) of one buffer (``name`` NULL: the connected peer); -1 and ``*err`` on failure."""
     cdef Py_buffer view
-    cdef ssize_t n = 0
-    cdef int e = 0
     PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
     try:
-        while True:
-            with nogil:
-                n = sendto(fd, view.buf, view.len, flags, name, namelen)
-                if n < 0:
-                    e = errno
-            if n >= 0 or e != EINTR:
-                break
-            PyErr_CheckSignals()
+        return _transfer(fd, False, &view, flags, <sockaddr *>name, NULL, namelen, err)
     finally:
         PyBuffer_Release(&view)
-    err[0] = e
-    return n
 
 
 cdef ssize_t recv_buffer(int fd, object buffer, int flags, sockaddr *name, socklen_t *namelen,
@@ -145,23 +134,36 @@ cdef ssize_t recv_buffer(int fd, object buffer, int flags, sockaddr *name, sockl
     ``name`` on entry and the sender's length on return.
     """
     cdef Py_buffer view
-    cdef ssize_t n = 0
-    cdef int e = 0
     cdef socklen_t room = namelen[0] if namelen != NULL else 0
     PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE | PyBUF_WRITABLE)
     capacity[0] = view.len
     try:
-        while True:
-            if namelen != NULL:
-                namelen[0] = room
-            with nogil:
-                n = recvfrom(fd, view.buf, view.len, flags, name, namelen)
-                if n < 0:
-                    e = errno
-            if n >= 0 or e != EINTR:
-                break
-            PyErr_CheckSignals()
+        return _transfer(fd, True, &view, flags, name, namelen, room, err)
     finally:
         PyBuffer_Release(&view)
+
+
+cdef ssize_t _transfer(int fd, bint receive, Py_buffer *view, int flags, sockaddr *name,
+                       socklen_t *namelen, socklen_t room, int *err) except -2:
+    """recvfrom or sendto with the GIL released, retried on EINTR after the signal handlers ran.
+
+    ``room`` is the room in ``name`` (receive: ``*namelen`` is reset to it before each try) or the
+    length of the destination (send).
+    """
+    cdef ssize_t n = 0
+    cdef int e = 0
+    while True:
+        if namelen != NULL:
+            namelen[0] = room
+        with nogil:
+            if receive:
+                n = recvfrom(fd, view.buf, view.len, flags, name, namelen)
+            else:
+                n = sendto(fd, view.buf, view.len, flags, name, room)
+            if n < 0:
+                e = errno
+        if n >= 0 or e != EINTR:
+            break
+        PyErr_CheckSignals()
     err[0] = e
     return n

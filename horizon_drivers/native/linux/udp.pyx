@@ -58,14 +58,11 @@ from horizon_core.stats import HISTOGRAM_BUCKETS, StatsSnapshot
 
 __all__ = ["MAX_BATCH", "UdpSocket"]
 
-#: The most datagrams one recv_batch/send_batch call moves: the kernel caps recvmmsg/sendmmsg
-#: vectors at UIO_MAXIOV (1024). Larger batches are filled/sent by further calls.
+#: The most datagrams one recv_batch/send_batch moves (the kernel's UIO_MAXIOV); more take more calls.
 MAX_BATCH = HORIZON_MAX_MMSG
 
 cdef enum:
     BUCKETS = 12
-    # Room for SO_RXQ_OVFL (u32) and UDP_GRO (int) control messages per received datagram.
-    RECV_CONTROL = 64
 
 assert HISTOGRAM_BUCKETS == BUCKETS, "horizon_core.stats.HISTOGRAM_BUCKETS changed"
 
@@ -78,6 +75,13 @@ cdef inline int _bucket(uint64_t n) noexcept nogil:
     """Histogram bucket of a batch of n >= 1 datagrams: floor(log2 n), capped."""
     cdef int b = 63 - __builtin_clzll(n)
     return b if b < BUCKETS - 1 else BUCKETS - 1
+
+
+cdef inline size_t _carve(size_t *end, size_t count, size_t size) noexcept nogil:
+    """Plan an array of ``count * size`` bytes at ``*end`` (16-aligned) in an arena; its offset."""
+    cdef size_t start = (end[0] + 15) & ~(<size_t>15)
+    end[0] = start + count * size
+    return start
 
 
 include "../pool_view.pxi"
@@ -106,7 +110,10 @@ cdef class UdpSocket(OwnedDescriptor):
     cdef bint _want_gro
     cdef _PoolView _recv_view
     cdef _PoolView _send_view
-    # recvmmsg vectors (capacity _recv_cap) and sendmmsg vectors (capacity _send_cap).
+    # recvmmsg and sendmmsg vectors: each direction's arrays are carved from one allocation,
+    # and mean something only while that direction's capacity is non-zero.
+    cdef unsigned char *_rarena
+    cdef unsigned char *_sarena
     cdef unsigned int _recv_cap
     cdef mmsghdr *_rmsgs
     cdef iovec *_riov
@@ -166,49 +173,35 @@ cdef class UdpSocket(OwnedDescriptor):
         self._free_send()
 
     cdef void _free_recv(self) noexcept:
-        free(self._rmsgs)
-        free(self._riov)
-        free(self._rnames)
-        free(self._rcontrol)
-        self._rmsgs = NULL
-        self._riov = NULL
-        self._rnames = NULL
-        self._rcontrol = NULL
+        free(self._rarena)
+        self._rarena = NULL
         self._recv_cap = 0
         self._rprepared = 0
         self._rdirty = 0
 
     cdef void _free_send(self) noexcept:
-        free(self._smsgs)
-        free(self._siov)
-        free(self._snames)
-        free(self._scontrol)
-        free(self._sbufs)
-        free(self._gmsgs)
-        free(self._gcounts)
-        free(self._gcontrol)
-        self._smsgs = NULL
-        self._siov = NULL
-        self._snames = NULL
-        self._scontrol = NULL
-        self._sbufs = NULL
-        self._gmsgs = NULL
-        self._gcounts = NULL
-        self._gcontrol = NULL
+        free(self._sarena)
+        self._sarena = NULL
         self._send_cap = 0
 
     cdef int _reserve_recv(self, unsigned int count) except -1:
         cdef unsigned int i
+        cdef size_t end = 0
         if count <= self._recv_cap:
             return 0
-        self._free_recv()
-        self._rmsgs = <mmsghdr *>calloc(count, sizeof(mmsghdr))
-        self._riov = <iovec *>calloc(count, sizeof(iovec))
-        self._rnames = <sockaddr_in6 *>calloc(count, sizeof(sockaddr_in6))
-        self._rcontrol = <unsigned char *>calloc(count, RECV_CONTROL)
-        if not (self._rmsgs and self._riov and self._rnames and self._rcontrol):
-            self._free_recv()
+        cdef size_t msgs = _carve(&end, count, sizeof(mmsghdr))
+        cdef size_t iov = _carve(&end, count, sizeof(iovec))
+        cdef size_t names = _carve(&end, count, sizeof(sockaddr_in6))
+        cdef size_t control = _carve(&end, count, RECV_CONTROL)
+        cdef unsigned char *arena = <unsigned char *>calloc(1, end)
+        if arena == NULL:
             raise MemoryError("cannot allocate recvmmsg vectors")
+        self._free_recv()
+        self._rarena = arena
+        self._rmsgs = <mmsghdr *>(arena + msgs)
+        self._riov = <iovec *>(arena + iov)
+        self._rnames = <sockaddr_in6 *>(arena + names)
+        self._rcontrol = arena + control
         for i in range(count):
             self._rmsgs[i].msg_hdr.msg_iov = &self._riov[i]
             self._rmsgs[i].msg_hdr.msg_iovlen = 1
@@ -218,21 +211,30 @@ cdef class UdpSocket(OwnedDescriptor):
 
     cdef int _reserve_send(self, unsigned int count) except -1:
         cdef unsigned int i
+        cdef size_t end = 0
         if count <= self._send_cap:
             return 0
-        self._free_send()
-        self._smsgs = <mmsghdr *>calloc(count, sizeof(mmsghdr))
-        self._siov = <iovec *>calloc(count, sizeof(iovec))
-        self._snames = <sockaddr_in6 *>calloc(count, sizeof(sockaddr_in6))
-        self._scontrol = <unsigned char *>calloc(count, GSO_CONTROL)
-        self._sbufs = <Py_buffer *>calloc(count, sizeof(Py_buffer))
-        self._gmsgs = <mmsghdr *>calloc(count, sizeof(mmsghdr))
-        self._gcounts = <unsigned int *>calloc(count, sizeof(unsigned int))
-        self._gcontrol = <unsigned char *>calloc(count, GSO_CONTROL)
-        if not (self._smsgs and self._siov and self._snames and self._scontrol and self._sbufs
-                and self._gmsgs and self._gcounts and self._gcontrol):
-            self._free_send()
+        cdef size_t msgs = _carve(&end, count, sizeof(mmsghdr))
+        cdef size_t iov = _carve(&end, count, sizeof(iovec))
+        cdef size_t names = _carve(&end, count, sizeof(sockaddr_in6))
+        cdef size_t control = _carve(&end, count, GSO_CONTROL)
+        cdef size_t bufs = _carve(&end, count, sizeof(Py_buffer))
+        cdef size_t gmsgs = _carve(&end, count, sizeof(mmsghdr))
+        cdef size_t gcounts = _carve(&end, count, sizeof(unsigned int))
+        cdef size_t gcontrol = _carve(&end, count, GSO_CONTROL)
+        cdef unsigned char *arena = <unsigned char *>calloc(1, end)
+        if arena == NULL:
             raise MemoryError("cannot allocate sendmmsg vectors")
+        self._free_send()
+        self._sarena = arena
+        self._smsgs = <mmsghdr *>(arena + msgs)
+        self._siov = <iovec *>(arena + iov)
+        self._snames = <sockaddr_in6 *>(arena + names)
+        self._scontrol = arena + control
+        self._sbufs = <Py_buffer *>(arena + bufs)
+        self._gmsgs = <mmsghdr *>(arena + gmsgs)
+        self._gcounts = <unsigned int *>(arena + gcounts)
+        self._gcontrol = arena + gcontrol
         for i in range(count):
             self._smsgs[i].msg_hdr.msg_iov = &self._siov[i]
             self._smsgs[i].msg_hdr.msg_iovlen = 1

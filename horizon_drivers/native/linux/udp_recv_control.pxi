@@ -1,6 +1,10 @@
 # Receive control-message parsing for native/linux/udp.pyx (included there): the UDP_GRO stride
 # and the SO_RXQ_OVFL drop counter the kernel attaches to a datagram received by recvmmsg.
 
+cdef enum:
+    # Room for SO_RXQ_OVFL (u32) and UDP_GRO (int) control messages per received datagram.
+    RECV_CONTROL = 64
+
 
 cdef unsigned int read_recv_control(msghdr *hdr, unsigned int mlen, unsigned int stored,
                                     unsigned int *segment_size, int64_t *drops) noexcept nogil:
