@@ -98,8 +98,34 @@ class _Closeable(Protocol):
     ) -> None: ...
 
 
+class _SocketInfo(Protocol):
+    """What every socket, sync or async, tells without I/O: its options and its own address."""
+
+    @property
+    def options(self) -> OptionReport:
+        """What the config asked for and what the kernel did with it.
+
+        Accepted TCP streams report the listener's config, as applied to them.
+        """
+        ...
+
+    @property
+    def local_address(self) -> SocketAddress:
+        """This end's bound address (with the port the kernel chose for port 0)."""
+        ...
+
+
+class _UdpInfo(_SocketInfo, Protocol):
+    """What every UDP socket, sync or async, tells without I/O: also its counters."""
+
+    @property
+    def stats(self) -> StatsSnapshot:
+        """Counters and batch-size histograms since the socket opened."""
+        ...
+
+
 @runtime_checkable
-class UdpSocket(Pollable, _Closeable, Protocol):
+class UdpSocket(Pollable, _Closeable, _UdpInfo, Protocol):
     """A nonblocking UDP socket with batch receive and send.
 
     Example (echo one batch)::
@@ -108,21 +134,6 @@ class UdpSocket(Pollable, _Closeable, Protocol):
         sent = sock.send_batch(batch)    # back to each sender, no address decoding
         batch.release()
     """
-
-    @property
-    def options(self) -> OptionReport:
-        """What the config asked for and what the kernel did with it."""
-        ...
-
-    @property
-    def local_address(self) -> SocketAddress:
-        """The bound address (with the port the kernel chose for port 0)."""
-        ...
-
-    @property
-    def stats(self) -> StatsSnapshot:
-        """Counters and batch-size histograms since the socket opened."""
-        ...
 
     def recv_batch(self, batch: Batch) -> int:
         """Receive up to ``batch.capacity`` datagrams in one call; return how many.
@@ -158,7 +169,7 @@ class UdpSocket(Pollable, _Closeable, Protocol):
 
 
 @runtime_checkable
-class TcpStream(Pollable, _Closeable, Protocol):
+class TcpStream(Pollable, _Closeable, _SocketInfo, Protocol):
     """A nonblocking TCP connection.
 
     Example::
@@ -168,16 +179,6 @@ class TcpStream(Pollable, _Closeable, Protocol):
             runtime.poll_once(0.1)
         stream.send(b"hello")
     """
-
-    @property
-    def options(self) -> OptionReport:
-        """Options as applied to this stream (accepted streams get the listener's config)."""
-        ...
-
-    @property
-    def local_address(self) -> SocketAddress:
-        """This end's address."""
-        ...
 
     @property
     def peer_address(self) -> SocketAddress:
@@ -207,23 +208,13 @@ class TcpStream(Pollable, _Closeable, Protocol):
 
 
 @runtime_checkable
-class TcpListener(Pollable, _Closeable, Protocol):
+class TcpListener(Pollable, _Closeable, _SocketInfo, Protocol):
     """A nonblocking listening TCP socket.
 
     Example::
 
         stream, peer = listener.accept_nonblocking()   # configured and nonblocking
     """
-
-    @property
-    def options(self) -> OptionReport:
-        """Options applied to the listening socket."""
-        ...
-
-    @property
-    def local_address(self) -> SocketAddress:
-        """The bound address."""
-        ...
 
     def accept_nonblocking(self) -> tuple[TcpStream, SocketAddress]:
         """Accept one connection as a nonblocking, configured stream; BlockingIOError if none waits."""
@@ -312,7 +303,7 @@ class Driver(Protocol):
 
 
 @runtime_checkable
-class AsyncUdpSocket(Protocol):
+class AsyncUdpSocket(_UdpInfo, Protocol):
     """The async twin of UdpSocket: waits instead of raising BlockingIOError.
 
     Example::
@@ -321,21 +312,6 @@ class AsyncUdpSocket(Protocol):
         await sock.send_batch(batch)
         batch.release()
     """
-
-    @property
-    def options(self) -> OptionReport:
-        """As UdpSocket.options."""
-        ...
-
-    @property
-    def local_address(self) -> SocketAddress:
-        """As UdpSocket.local_address."""
-        ...
-
-    @property
-    def stats(self) -> StatsSnapshot:
-        """As UdpSocket.stats."""
-        ...
 
     async def receive_batch(self, batch: Batch) -> int:
         """Wait until at least one datagram is waiting, then receive up to the batch's capacity."""

@@ -67,7 +67,7 @@ class Event(NamedTuple):
         """True when a read would not block (data, end of stream, or an error to collect).
 
         Example:
-            >>> Event(Token(1 << 32), Readiness.READABLE).readable
+            >>> Event(Token(1 << 32), Readiness.READABLE | Readiness.WRITABLE).readable
             True
         """
         return bool(self.readiness & Readiness.READABLE)
@@ -77,7 +77,8 @@ class Event(NamedTuple):
         """True when a write would not block.
 
         Example:
-            >>> Event(Token(1 << 32), Readiness.READABLE).writable
+            >>> only_readable = Event(Token(1 << 32), Readiness.READABLE)
+            >>> only_readable.writable
             False
         """
         return bool(self.readiness & Readiness.WRITABLE)
@@ -97,7 +98,7 @@ class Event(NamedTuple):
         """True when the peer hung up (both directions are closed).
 
         Example:
-            >>> Event(Token(1 << 32), Readiness.HANGUP).hangup
-            True
+            >>> [Event(Token(1 << 32), r).hangup for r in (Readiness.HANGUP, Readiness.ERROR)]
+            [True, False]
         """
         return bool(self.readiness & Readiness.HANGUP)

@@ -142,8 +142,8 @@ class Level(enum.StrEnum):
     """The protocol level of an option (SOL_SOCKET, IPPROTO_IP, ...); drivers map it to a number.
 
     Example:
-        >>> Level.SOCKET.value
-        'socket'
+        >>> [level.value for level in Level]
+        ['socket', 'ip', 'ipv6', 'tcp', 'udp']
     """
 
     SOCKET = enum.auto()

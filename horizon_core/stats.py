@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
@@ -31,20 +31,6 @@ __all__ = ["HISTOGRAM_BUCKETS", "Stats", "StatsSnapshot", "histogram_bucket"]
 HISTOGRAM_BUCKETS = 12
 
 _LAST_BUCKET = HISTOGRAM_BUCKETS - 1
-
-# The integer counters, in the order snapshots and to_dict list them.
-_COUNTERS = (
-    "datagrams_received",
-    "bytes_received",
-    "datagrams_sent",
-    "bytes_sent",
-    "truncated",
-    "recv_calls",
-    "send_calls",
-    "would_block",
-    "partial_sends",
-    "errors",
-)
 
 
 def histogram_bucket(batch_size: int) -> int:
@@ -63,8 +49,37 @@ def _empty_histogram() -> list[int]:
     return [0] * HISTOGRAM_BUCKETS
 
 
+def _count_batch(histogram: list[int], size: int) -> None:
+    # histogram_bucket without its checks (the callers validated ``size``); an empty batch adds nothing.
+    if size:
+        histogram[min(size.bit_length() - 1, _LAST_BUCKET)] += 1
+
+
 @attrs.define(slots=True, kw_only=True)
-class Stats:
+class _Counters:
+    """The integer counters :class:`Stats` and :class:`StatsSnapshot` both carry, declared once."""
+
+    datagrams_received: int = 0
+    bytes_received: int = 0
+    datagrams_sent: int = 0
+    bytes_sent: int = 0
+    truncated: int = 0
+    recv_calls: int = 0
+    send_calls: int = 0
+    would_block: int = 0
+    partial_sends: int = 0
+    errors: int = 0
+
+    def _counter_values(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in _COUNTERS}
+
+
+# The integer counters, in the order snapshots and to_dict list them.
+_COUNTERS: Final = tuple(field.name for field in attrs.fields(_Counters))
+
+
+@attrs.define(slots=True, kw_only=True)
+class Stats(_Counters):
     """Mutable counters of one socket.
 
     ``kernel_drops`` is the latest SO_RXQ_OVFL count (datagrams the kernel dropped because the
@@ -77,16 +92,6 @@ class Stats:
         (1, 3, 1)
     """
 
-    datagrams_received: int = 0
-    bytes_received: int = 0
-    datagrams_sent: int = 0
-    bytes_sent: int = 0
-    truncated: int = 0
-    recv_calls: int = 0
-    send_calls: int = 0
-    would_block: int = 0
-    partial_sends: int = 0
-    errors: int = 0
     kernel_drops: int | None = None
     recv_batch_sizes: list[int] = attrs.field(factory=_empty_histogram)
     send_batch_sizes: list[int] = attrs.field(factory=_empty_histogram)
@@ -111,8 +116,7 @@ class Stats:
         self.datagrams_received += datagrams
         self.bytes_received += nbytes
         self.truncated += truncated
-        if datagrams:
-            self.recv_batch_sizes[min(datagrams.bit_length() - 1, _LAST_BUCKET)] += 1
+        _count_batch(self.recv_batch_sizes, datagrams)
 
     def record_send(self, requested: int, sent: int, nbytes: int) -> None:
         """Count one send call asked for ``requested`` datagrams that sent ``sent`` (``nbytes``).
@@ -131,12 +135,11 @@ class Stats:
                 f" got requested={requested}, sent={sent}, nbytes={nbytes}"
             )
         self.send_calls += 1
-        self.datagrams_sent += sent
-        self.bytes_sent += nbytes
         if sent < requested:
             self.partial_sends += 1
-        if sent:
-            self.send_batch_sizes[min(sent.bit_length() - 1, _LAST_BUCKET)] += 1
+        self.datagrams_sent += sent
+        self.bytes_sent += nbytes
+        _count_batch(self.send_batch_sizes, sent)
 
     def count_send(self, send: Callable[[], int]) -> int:
         """Run one single-datagram ``send()`` and count it: its bytes, or its error, re-raised.
@@ -187,16 +190,7 @@ class Stats:
             0
         """
         return StatsSnapshot(
-            datagrams_received=self.datagrams_received,
-            bytes_received=self.bytes_received,
-            datagrams_sent=self.datagrams_sent,
-            bytes_sent=self.bytes_sent,
-            truncated=self.truncated,
-            recv_calls=self.recv_calls,
-            send_calls=self.send_calls,
-            would_block=self.would_block,
-            partial_sends=self.partial_sends,
-            errors=self.errors,
+            **self._counter_values(),
             kernel_drops=self.kernel_drops,
             recv_batch_sizes=tuple(self.recv_batch_sizes),
             send_batch_sizes=tuple(self.send_batch_sizes),
@@ -208,7 +202,7 @@ def _zero_histogram() -> tuple[int, ...]:
 
 
 @attrs.frozen(slots=True, kw_only=True)
-class StatsSnapshot:
+class StatsSnapshot(_Counters):
     """A frozen copy of :class:`Stats`; ``after - before`` gives the activity in between.
 
     Example:
@@ -219,16 +213,6 @@ class StatsSnapshot:
         100
     """
 
-    datagrams_received: int = 0
-    bytes_received: int = 0
-    datagrams_sent: int = 0
-    bytes_sent: int = 0
-    truncated: int = 0
-    recv_calls: int = 0
-    send_calls: int = 0
-    would_block: int = 0
-    partial_sends: int = 0
-    errors: int = 0
     kernel_drops: int | None = None
     recv_batch_sizes: tuple[int, ...] = attrs.field(factory=_zero_histogram)
     send_batch_sizes: tuple[int, ...] = attrs.field(factory=_zero_histogram)
@@ -240,7 +224,7 @@ class StatsSnapshot:
             >>> StatsSnapshot().to_dict()["recv_batch_sizes"][:3]
             [0, 0, 0]
         """
-        result: dict[str, Any] = {name: getattr(self, name) for name in _COUNTERS}
+        result: dict[str, Any] = self._counter_values()
         result["kernel_drops"] = self.kernel_drops
         result["recv_batch_sizes"] = list(self.recv_batch_sizes)
         result["send_batch_sizes"] = list(self.send_batch_sizes)

@@ -12,12 +12,13 @@ Rules this module obeys:
 
 Example:
     >>> from hypothesis import given, settings
-    >>> from horizon_core.strategies import net_configs
+    >>> from horizon_core.strategies import net_configs, socket_addresses
     >>> @settings(max_examples=25)
-    ... @given(net_configs())
-    ... def test_round_trip(config):
+    ... @given(net_configs(), socket_addresses(family=4))
+    ... def test_round_trips(config, address):
     ...     assert NetConfig.from_mapping(config.to_mapping()) == config
-    >>> test_round_trip()
+    ...     assert SocketAddress.parse(str(address)) == address
+    >>> test_round_trips()
 """
 
 from __future__ import annotations

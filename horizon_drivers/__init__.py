@@ -13,24 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from horizon_drivers.tuning import (
-    NumaNode,
-    current_affinity,
-    numa_nodes,
-    parse_cpu_list,
-    pin_to_cpu,
-    pin_to_cpus,
-    set_realtime_priority,
-    usable_cpu_count,
-)
+from horizon_drivers import tuning
+from horizon_drivers.tuning import *  # noqa: F403  (the tuning functions are this package's API)
 
-__all__ = [
-    "NumaNode",
-    "current_affinity",
-    "numa_nodes",
-    "parse_cpu_list",
-    "pin_to_cpu",
-    "pin_to_cpus",
-    "set_realtime_priority",
-    "usable_cpu_count",
-]
+__all__ = tuning.__all__

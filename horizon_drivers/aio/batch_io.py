@@ -20,15 +20,15 @@ Rules this module obeys:
   raised by the next receive (as recvmmsg keeps it in ``sk_err``). A send that stopped early returns
   its count; the caller resends from there and meets the error again if it persists (as sendmmsg).
 
-Example::
+Example (an engine never waits; :mod:`horizon_drivers.aio.udp` waits where the ``...`` is)::
 
-    from horizon_core.buffers import BufferPool
     engine = PortableEngine(sock, report)           # sock: a bound, nonblocking UDP socket
-    batch = BufferPool(64, 2048).batch(64)
-    try:
-        n = engine.recv_batch(batch)
-    except BlockingIOError:
-        n = 0
+    sent = 0
+    while sent < len(batch):
+        try:
+            sent += engine.send_batch(batch, sent)  # resumes where a partial send stopped
+        except BlockingIOError:
+            ...                                     # wait until writable, then go on
 """
 
 from __future__ import annotations
@@ -244,4 +244,3 @@ class PortableEngine:
     def close(self) -> None:
         """Close the duplicate descriptor (idempotent)."""
         self._portable.close()
-

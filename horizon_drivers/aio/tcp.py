@@ -38,14 +38,13 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, Final
 
 import anyio
 import anyio.lowlevel
 import attrs
 from anyio import (
-    BrokenResourceError,
     ClosedResourceError,
     EndOfStream,
     ResourceGuard,
@@ -56,8 +55,7 @@ from anyio.streams.stapled import MultiListener
 from horizon_core.addresses import SocketAddress
 from horizon_core.config import NetConfig, resolve_config
 from horizon_core.options import OptionReport
-from horizon_drivers.aio.attributes import HorizonAttribute
-from horizon_drivers.aio.checkpoints import checkpoint_for_running_loop
+from horizon_drivers.aio.nonblocking import NonblockingSocket
 from horizon_drivers.aio.resolution import IPAddressType, resolve, wildcard
 from horizon_drivers.opening import configure_accepted, open_tcp_listener, open_tcp_stream
 
@@ -89,68 +87,7 @@ _ACCEPT_RETRY: Final = frozenset(
 )
 
 
-class _TcpSocket:
-    """Lifecycle and attributes shared by streams and listeners."""
-
-    def __init__(self, sock: socket.socket, report: OptionReport, config: NetConfig) -> None:
-        sock.setblocking(False)
-        self._sock = sock
-        self._report = report
-        self._config = config
-        self._closed = False
-        self._checkpoint = checkpoint_for_running_loop()
-
-    @property
-    def _raw_socket(self) -> socket.socket:
-        return self._sock
-
-    @property
-    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        """anyio's SocketAttribute entries plus HorizonAttribute.options and .config."""
-        attributes = dict(super().extra_attributes)  # type: ignore[misc]
-        attributes[HorizonAttribute.options] = lambda: self._report
-        attributes[HorizonAttribute.config] = lambda: self._config
-        return attributes
-
-    @property
-    def options(self) -> OptionReport:
-        """What the config asked for and what the kernel did with it."""
-        return self._report
-
-    @property
-    def config(self) -> NetConfig:
-        """The NetConfig this socket was opened (or accepted) with."""
-        return self._config
-
-    @property
-    def local_address(self) -> SocketAddress:
-        """This end's address.
-
-        Example::
-
-            listener.listeners[0].local_address.port
-        """
-        if self._closed:
-            raise ClosedResourceError
-        return SocketAddress.from_sockaddr(self._sock.getsockname())
-
-    async def aclose(self) -> None:
-        """Close; a task waiting on this socket gets ClosedResourceError. Idempotent."""
-        if not self._closed:
-            self._closed = True
-            try:
-                anyio.notify_closing(self._sock)
-            finally:
-                self._sock.close()
-        await anyio.lowlevel.checkpoint()
-
-    def _translate(self, exc: OSError) -> Exception:
-        if self._closed or exc.errno == errno.EBADF:
-            return ClosedResourceError()
-        return BrokenResourceError(f"{exc.strerror or exc}")
-
-
-class HorizonSocketStream(_TcpSocket, SocketStream):
+class HorizonSocketStream(NonblockingSocket, SocketStream):
     """A TCP connection: :class:`anyio.abc.SocketStream` opened with a NetConfig.
 
     Created by :func:`connect_tcp` or :meth:`HorizonSocketListener.accept`.
@@ -187,16 +124,7 @@ class HorizonSocketStream(_TcpSocket, SocketStream):
         with self._receive_guard:
             await self._checkpoint()
             sock = self._sock
-            while True:
-                if self._closed:
-                    raise ClosedResourceError
-                try:
-                    data = sock.recv(max_bytes)
-                    break
-                except BlockingIOError:
-                    await anyio.wait_readable(sock)
-                except OSError as exc:
-                    raise self._translate(exc) from exc
+            data = await self._when_ready(lambda: sock.recv(max_bytes), anyio.wait_readable)
             if not data:
                 raise EndOfStream
             return data
@@ -211,18 +139,9 @@ class HorizonSocketStream(_TcpSocket, SocketStream):
         with self._send_guard:
             await self._checkpoint()
             view = memoryview(item)
-            sock = self._sock
             while True:
-                if self._closed:
-                    raise ClosedResourceError
-                try:
-                    sent = sock.send(view)
-                except BlockingIOError:
-                    # A cancellation here leaves a prefix sent, as with every anyio stream.
-                    await anyio.wait_writable(sock)
-                    continue
-                except OSError as exc:
-                    raise self._translate(exc) from exc
+                # A cancellation while waiting leaves a prefix sent, as with every anyio stream.
+                sent = await self._when_ready(partial(self._sock.send, view), anyio.wait_writable)
                 if sent >= len(view):
                     break
                 view = view[sent:]
@@ -244,7 +163,7 @@ class HorizonSocketStream(_TcpSocket, SocketStream):
         await anyio.lowlevel.checkpoint()
 
 
-class HorizonSocketListener(_TcpSocket, SocketListener):
+class HorizonSocketListener(NonblockingSocket, SocketListener):
     """A listening TCP socket: :class:`anyio.abc.SocketListener` whose streams are configured.
 
     Accepted streams are nonblocking and get the config's TCP_STREAM options (nodelay, quickack,
@@ -269,19 +188,7 @@ class HorizonSocketListener(_TcpSocket, SocketListener):
         """
         with self._accept_guard:
             await self._checkpoint()
-            sock = self._sock
-            while True:
-                if self._closed:
-                    raise ClosedResourceError
-                try:
-                    conn, _address = sock.accept()
-                    break
-                except BlockingIOError:
-                    await anyio.wait_readable(sock)
-                except OSError as exc:
-                    if exc.errno in _ACCEPT_RETRY:
-                        continue
-                    raise self._translate(exc) from exc
+            conn, _address = await self._when_ready(self._sock.accept, anyio.wait_readable, _ACCEPT_RETRY)
             # configure_accepted closes the connection if a required option is refused.
             report = configure_accepted(conn, self._config)
             return HorizonSocketStream(conn, report, self._config)

@@ -45,7 +45,8 @@ import socket
 import sys
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Literal, TypeAlias
+from functools import partial
+from typing import Any, Final, Literal, TypeAlias, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -72,7 +73,7 @@ from horizon_drivers.aio.batch_io import (
     merge_snapshots,
     native_available,
 )
-from horizon_drivers.aio.checkpoints import checkpoint_for_running_loop
+from horizon_drivers.aio.nonblocking import NonblockingSocket
 from horizon_drivers.aio.resolution import IPAddressType, ip_literal, resolve, wildcard
 from horizon_drivers.opening import open_udp
 
@@ -119,7 +120,7 @@ def _pick_engine(
     return PortableEngine(sock, report)
 
 
-class _DatagramSocket:
+class _DatagramSocket(NonblockingSocket):
     """What the unconnected and connected sockets share: lifecycle, guards, batches, stats."""
 
     def __init__(
@@ -129,13 +130,8 @@ class _DatagramSocket:
         config: NetConfig,
         engine: BatchEngine,
     ) -> None:
-        sock.setblocking(False)
-        self._sock = sock
-        self._report = report
-        self._config = config
+        super().__init__(sock, report, config)
         self._engine = engine
-        self._closed = False
-        self._checkpoint = checkpoint_for_running_loop()
         self._counters = Stats()
         self._receive_guard = ResourceGuard("reading from")
         self._send_guard = ResourceGuard("writing to")
@@ -156,62 +152,18 @@ class _DatagramSocket:
     # -- anyio plumbing --------------------------------------------------------------------
 
     @property
-    def _raw_socket(self) -> socket.socket:
-        return self._sock
-
-    @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
         """anyio's SocketAttribute entries plus :class:`HorizonAttribute`."""
-        attributes = dict(super().extra_attributes)  # type: ignore[misc]
-        attributes[HorizonAttribute.options] = lambda: self._report
-        attributes[HorizonAttribute.config] = lambda: self._config
+        attributes = dict(super().extra_attributes)
         attributes[HorizonAttribute.stats] = lambda: self.stats
         attributes[HorizonAttribute.batch_engine] = lambda: self._engine.name
         return attributes
 
-    async def aclose(self) -> None:
-        """Close the socket; a task waiting to receive or send gets ClosedResourceError.
-
-        The port is free when this returns (nothing lingers for UDP). Idempotent.
-        """
-        if not self._closed:
-            self._closed = True
-            # notify_closing wakes waiters before the descriptor number can be reused.
-            try:
-                anyio.notify_closing(self._sock)
-            finally:
-                self._engine.close()
-                self._sock.close()
-        await anyio.lowlevel.checkpoint()
+    def _close_socket(self) -> None:
+        self._engine.close()
+        super()._close_socket()
 
     # -- Horizon's additions ---------------------------------------------------------------
-
-    @property
-    def options(self) -> OptionReport:
-        """What the config asked for and what the kernel did with it.
-
-        Example::
-
-            udp.options["SO_RCVBUF"].effective
-        """
-        return self._report
-
-    @property
-    def config(self) -> NetConfig:
-        """The NetConfig this socket was opened with."""
-        return self._config
-
-    @property
-    def local_address(self) -> SocketAddress:
-        """The bound address (with the port the kernel chose for port 0).
-
-        Example::
-
-            udp.local_address.port
-        """
-        if self._closed:
-            raise ClosedResourceError
-        return SocketAddress.from_sockaddr(self._sock.getsockname())
 
     @property
     def batch_engine(self) -> str:
@@ -256,15 +208,7 @@ class _DatagramSocket:
             if self._pending:
                 return self._drain_pending(batch)
             engine = self._engine
-            while True:
-                if self._closed:
-                    raise ClosedResourceError
-                try:
-                    return engine.recv_batch(batch)
-                except BlockingIOError:
-                    await _wait_readable(self._sock)
-                except OSError as exc:
-                    raise self._translate(exc) from exc
+            return await self._when_ready(lambda: engine.recv_batch(batch), _wait_readable)
 
     async def send_batch(self, datagrams: OutgoingDatagrams, start: int = 0) -> int:
         """Wait until writable, then send datagrams ``start..`` in one call; return how many went.
@@ -283,17 +227,9 @@ class _DatagramSocket:
             await self._checkpoint()
             if not isinstance(datagrams, Batch | list | tuple):
                 datagrams = list(datagrams)  # we may have to try again after waiting
-            engine = self._engine
-            while True:
-                if self._closed:
-                    raise ClosedResourceError
-                try:
-                    return engine.send_batch(datagrams, start)
-                except BlockingIOError:
-                    # Nothing was sent: waiting (and being cancelled here) duplicates nothing.
-                    await _wait_writable(self._sock)
-                except OSError as exc:
-                    raise self._translate(exc) from exc
+            engine, pending = self._engine, datagrams
+            # Nothing was sent while waiting: being cancelled there duplicates nothing.
+            return await self._when_ready(lambda: engine.send_batch(pending, start), _wait_writable)
 
     # -- internals -------------------------------------------------------------------------
 
@@ -369,16 +305,7 @@ class _DatagramSocket:
                 raise ClosedResourceError
             if self._pending:
                 return self._pending.popleft()
-            while True:
-                if self._closed:
-                    raise ClosedResourceError
-                try:
-                    data, sockaddr = self._receive_message(connected)
-                    break
-                except BlockingIOError:
-                    await _wait_readable(self._sock)
-                except OSError as exc:
-                    raise self._translate(exc) from exc
+            data, sockaddr = await self._when_ready(partial(self._receive_message, connected), _wait_readable)
             return self._make_item(data, sockaddr, connected)
 
     async def _send_to(self, data: bytes, target: Any) -> None:
@@ -390,19 +317,10 @@ class _DatagramSocket:
                     resolved = await self._resolve_target(target)
                 target = resolved
             sock = self._sock
-            while True:
-                if self._closed:
-                    raise ClosedResourceError
-                try:
-                    if target is None:
-                        sock.send(data)
-                    else:
-                        sock.sendto(data, target)
-                    break
-                except BlockingIOError:
-                    await _wait_writable(sock)
-                except OSError as exc:
-                    raise self._translate(exc) from exc
+            if target is None:
+                await self._when_ready(partial(sock.send, data), _wait_writable)
+            else:
+                await self._when_ready(partial(sock.sendto, data, target), _wait_writable)
             counters = self._counters
             counters.send_calls += 1
             counters.datagrams_sent += 1
@@ -521,11 +439,43 @@ class HorizonConnectedUDPSocket(_DatagramSocket, ConnectedUDPSocket):
         return item, self._sock.getpeername()
 
 
+_Socket = TypeVar("_Socket", HorizonUDPSocket, HorizonConnectedUDPSocket)
+
+
 def _evolve_reuse_port(config: NetConfig | None, reuse_port: bool | None) -> NetConfig:
     base = resolve_config(config)
     if reuse_port is None or reuse_port == base.reuse_port:
         return base
     return attrs.evolve(base, reuse_port=reuse_port)
+
+
+async def _bind_address(
+    local_host: IPAddressType | None, local_port: int, family: socket.AddressFamily
+) -> SocketAddress:
+    """The first address ``local_host`` resolves to, or ``family``'s wildcard when it is None."""
+    if local_host is None:
+        await anyio.lowlevel.checkpoint()
+        return wildcard(family, local_port)
+    return (await resolve(local_host, local_port, socket.SOCK_DGRAM, family=family, passive=True))[0]
+
+
+def _open_datagram_socket(
+    kind: type[_Socket],
+    local: SocketAddress,
+    config: NetConfig,
+    batch_engine: EngineChoice,
+    remote: SocketAddress | None = None,
+) -> _Socket:
+    """Open and bind with ``config`` (then connect to ``remote``); the socket is closed on failure."""
+    sock, report = open_udp(local, config)
+    try:
+        if remote is not None:
+            sock.connect(remote.to_sockaddr())
+        engine = _pick_engine(batch_engine, sock, report, config)
+    except BaseException:
+        sock.close()
+        raise
+    return kind(sock, report, config, engine)
 
 
 async def create_udp_socket(
@@ -551,18 +501,8 @@ async def create_udp_socket(
         print(udp.options["recv_buf"].status, udp.local_address)
     """
     cfg = _evolve_reuse_port(config, reuse_port)
-    if local_host is not None:
-        local = (await resolve(local_host, local_port, socket.SOCK_DGRAM, family=family, passive=True))[0]
-    else:
-        local = wildcard(family, local_port)
-        await anyio.lowlevel.checkpoint()
-    sock, report = open_udp(local, cfg)
-    try:
-        engine = _pick_engine(batch_engine, sock, report, cfg)
-    except BaseException:
-        sock.close()
-        raise
-    return HorizonUDPSocket(sock, report, cfg, engine)
+    local = await _bind_address(local_host, local_port, family)
+    return _open_datagram_socket(HorizonUDPSocket, local, cfg, batch_engine)
 
 
 async def create_connected_udp_socket(
@@ -589,17 +529,5 @@ async def create_connected_udp_socket(
     cfg = _evolve_reuse_port(config, reuse_port)
     remote = (await resolve(remote_host, remote_port, socket.SOCK_DGRAM, family=family))[0]
     remote_family = socket.AF_INET if remote.family == 4 else socket.AF_INET6
-    if local_host is not None:
-        local = (
-            await resolve(local_host, local_port, socket.SOCK_DGRAM, family=remote_family, passive=True)
-        )[0]
-    else:
-        local = wildcard(remote_family, local_port)
-    sock, report = open_udp(local, cfg)
-    try:
-        sock.connect(remote.to_sockaddr())
-        engine = _pick_engine(batch_engine, sock, report, cfg)
-    except BaseException:
-        sock.close()
-        raise
-    return HorizonConnectedUDPSocket(sock, report, cfg, engine)
+    local = await _bind_address(local_host, local_port, remote_family)
+    return _open_datagram_socket(HorizonConnectedUDPSocket, local, cfg, batch_engine, remote)

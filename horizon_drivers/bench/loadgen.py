@@ -129,13 +129,8 @@ def _streams(address: SocketAddress, count: int) -> tuple[list[socket.socket], O
 
 
 def run_tcp_throughput(
-    target: AddressLike,
-    *,
-    duration: float = 2.0,
-    connections: int = 1,
-    size: int = 65536,
-    warmup: float = 0.5,
-    timeout: float = 5.0,
+    target: AddressLike, *, duration: float = 2.0, connections: int = 1, size: int = 65536,
+    warmup: float = 0.5, timeout: float = 5.0,
 ) -> dict[str, Any]:
     """Stream ``size``-byte writes on ``connections`` connections to the echo server at
     ``target`` while reading the echo back; return a dict.

@@ -73,6 +73,19 @@ class PeerStatus:
     reason: str = ""
 
 
+#: The peers and backends that need a package bench does not depend on.
+_OPTIONAL_INSTALLS = frozenset({"uvloop", "trio"})
+
+
+def _status(kind: str, name: str, known: tuple[str, ...]) -> PeerStatus:
+    """``name``'s status among the ``known`` ones of ``kind``: unavailable when not installed."""
+    if name not in known:
+        raise ValueError(f"unknown {kind} {name!r}; known {kind}s: {', '.join(known)}")
+    if name in _OPTIONAL_INSTALLS and importlib.util.find_spec(name) is None:
+        return PeerStatus(name, False, f"{name} is not installed (pip install {name})")
+    return PeerStatus(name, True)
+
+
 def peer_status(name: str) -> PeerStatus:
     """Whether peer ``name`` can run on this host. ValueError for unknown names.
 
@@ -80,11 +93,7 @@ def peer_status(name: str) -> PeerStatus:
         >>> peer_status("asyncio").available
         True
     """
-    if name not in PEER_NAMES:
-        raise ValueError(f"unknown peer {name!r}; known peers: {', '.join(PEER_NAMES)}")
-    if name == "uvloop" and importlib.util.find_spec("uvloop") is None:
-        return PeerStatus(name, False, "uvloop is not installed (pip install uvloop)")
-    return PeerStatus(name, True)
+    return _status("peer", name, PEER_NAMES)
 
 
 def backend_status(backend: str) -> PeerStatus:
@@ -94,11 +103,7 @@ def backend_status(backend: str) -> PeerStatus:
         >>> backend_status("asyncio").available
         True
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; known backends: {', '.join(BACKENDS)}")
-    if backend != "asyncio" and importlib.util.find_spec(backend) is None:
-        return PeerStatus(backend, False, f"{backend} is not installed (pip install {backend})")
-    return PeerStatus(backend, True)
+    return _status("backend", backend, BACKENDS)
 
 
 def anyio_run(main: Callable[[], Awaitable[object]], backend: str) -> None:

@@ -23,25 +23,30 @@ Example:
     >>> from horizon_core.buffers import BufferPool
     >>> from horizon_core.events import Interest
     >>> from horizon_drivers import iocp
-    >>> with iocp.bind_udp("127.0.0.1:0") as server, iocp.bind_udp("127.0.0.1:0") as client:
-    ...     with iocp.runtime() as rt:
-    ...         token = rt.register(server, Interest.READABLE)
-    ...         queued = client.send_batch([(b"ping", server.local_address)] * 3)
-    ...         while server.queued < 3:
-    ...             ready = rt.poll_once(5.0)
-    ...         batch = BufferPool(16, 2048).batch(16)
-    ...         received = server.recv_batch(batch)
-    ...         batch.release()
-    >>> queued, received
-    (3, 3)
+    >>> rt = iocp.runtime()
+    >>> server, client = iocp.bind_udp("127.0.0.1:0"), iocp.bind_udp("127.0.0.1:0")
+    >>> token = rt.register(server, Interest.READABLE)
+    >>> client.send_batch([(b"ping", server.local_address)] * 3)
+    3
+    >>> while server.queued < 3:  # completions land in the server's receive ring
+    ...     ready = rt.poll_once(5.0)
+    >>> batch = BufferPool(16, 2048).batch(16)
+    >>> server.recv_batch(batch)
+    3
+    >>> batch.release(); client.close(); server.close(); rt.close()
+
+Each UDP socket keeps its receive ring posted (``DEFAULT_RING_SLOTS`` receives in flight):
+
+    >>> with iocp.bind_udp("127.0.0.1:0") as sock:
+    ...     sock.pending_receives == iocp.DEFAULT_RING_SLOTS
+    True
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Final
 
-from horizon_core.config import NetConfig
-from horizon_core.contract import AddressLike
 from horizon_drivers.module_driver import ModuleDriver
 
 # A plain variable, not sys.platform itself: type checkers on Linux must still see the rest.
@@ -71,26 +76,13 @@ except ImportError as exc:  # pragma: no cover - depends on the build
     ) from exc
 
 __all__ = [
-    "DEFAULT_RING_SLOTS",
-    "DEFAULT_RING_SLOT_SIZE",
-    "DRIVER",
-    "NAME",
-    "STREAM_BUFFER",
-    "Runtime",
-    "TcpListener",
-    "TcpStream",
-    "UdpSocket",
-    "bind_tcp",
-    "bind_udp",
-    "bind_udp_dual_stack",
-    "connect_tcp",
-    "harvest",
-    "runtime",
-    "under_wine",
-]
+    "DEFAULT_RING_SLOTS", "DEFAULT_RING_SLOT_SIZE", "DRIVER", "NAME", "STREAM_BUFFER", "Runtime",
+    "TcpListener", "TcpStream", "UdpSocket", "bind_tcp", "bind_udp", "bind_udp_dual_stack",
+    "connect_tcp", "harvest", "runtime", "under_wine",
+]  # fmt: skip
 
 #: The driver's name on the command line and in the contract suite.
-NAME = "iocp"
+NAME: Final = "iocp"
 
 
 def under_wine() -> bool:
@@ -111,73 +103,12 @@ def under_wine() -> bool:
     return hasattr(ntdll, "wine_get_version")
 
 
-def bind_udp(address: AddressLike, config: NetConfig | None = None) -> UdpSocket:
-    """Open a UDP socket with ``config``'s options and bind it (see ``UdpSocket.bind``).
-
-    Example:
-        >>> from horizon_drivers import iocp
-        >>> with iocp.bind_udp("127.0.0.1:0") as sock:
-        ...     sock.pending_receives == iocp.DEFAULT_RING_SLOTS
-        True
-    """
-    return UdpSocket.bind(address, config)
-
-
-def bind_udp_dual_stack(port: int, config: NetConfig | None = None) -> UdpSocket:
-    """Bind ``[::]:port`` with IPV6_V6ONLY off, serving IPv4 and IPv6 peers.
-
-    Example:
-        >>> from horizon_drivers import iocp
-        >>> with iocp.bind_udp_dual_stack(0) as sock:
-        ...     sock.options["ipv6_only"].effective
-        0
-    """
-    return UdpSocket.bind_dual_stack(port, config)
-
-
-def bind_tcp(address: AddressLike, config: NetConfig | None = None) -> TcpListener:
-    """Open, configure, bind and listen (backlog from ``config.tcp_backlog``); AcceptEx posted.
-
-    Example:
-        >>> from horizon_drivers import iocp
-        >>> with iocp.bind_tcp("127.0.0.1:0") as listener:
-        ...     listener.local_address.port > 0
-        True
-    """
-    return TcpListener.bind(address, config)
-
-
-def connect_tcp(address: AddressLike, config: NetConfig | None = None) -> TcpStream:
-    """Start a ConnectEx; poll for writability, then ``finish_connect()``.
-
-    Example:
-        >>> from horizon_drivers import iocp
-        >>> with iocp.bind_tcp("127.0.0.1:0") as listener:
-        ...     with iocp.connect_tcp(listener.local_address) as stream:
-        ...         stream.options["tcp_nodelay"].effective
-        1
-    """
-    return TcpStream.connect(address, config)
-
-
-def runtime(config: NetConfig | None = None) -> Runtime:
-    """A new Runtime on the process's completion port.
-
-    Example:
-        >>> from horizon_drivers import iocp
-        >>> with iocp.runtime() as rt:
-        ...     rt.poll_once(0)
-        []
-    """
-    return Runtime(config)
-
-
 #: The driver object the contract suite and the command line use.
-DRIVER: ModuleDriver[UdpSocket, TcpListener, TcpStream, Runtime] = ModuleDriver(
-    NAME,
-    bind_udp=bind_udp,
-    bind_udp_dual_stack=bind_udp_dual_stack,
-    bind_tcp=bind_tcp,
-    connect_tcp=connect_tcp,
-    runtime=runtime,
-)
+DRIVER: Final = ModuleDriver(NAME, UdpSocket, TcpListener, TcpStream, Runtime)
+
+# The factory functions are DRIVER's methods, documented in horizon_drivers.module_driver.
+bind_udp = DRIVER.bind_udp
+bind_udp_dual_stack = DRIVER.bind_udp_dual_stack
+bind_tcp = DRIVER.bind_tcp
+connect_tcp = DRIVER.connect_tcp
+runtime = DRIVER.runtime

@@ -7,7 +7,7 @@ Rules this package obeys:
   imports there, because ``native.windows`` holds the Windows driver's extension). The portable
   driver works everywhere.
 * The compiled parts live in ``native/linux/`` (one module per concern); this module re-exports
-  the driver's names from ``native/linux/driver.py``.
+  the driver's names (the ``__all__`` of ``native/linux/driver.py``).
 * Sockets come from :mod:`horizon_drivers.opening` (the core's option plan, applied and read
   back), then a ``cdef class`` takes over the descriptor: it owns it, closes it in ``close()`` or
   when collected, and raises :class:`~horizon_core.errors.SocketClosedError` on any use after.
@@ -40,39 +40,15 @@ Example:
 
 from __future__ import annotations
 
+import importlib.util
 import sys
-
-__all__ = [
-    "DRIVER",
-    "MAX_BATCH",
-    "NAME",
-    "Runtime",
-    "TcpListener",
-    "TcpStream",
-    "UdpSocket",
-    "bind_tcp",
-    "bind_udp",
-    "bind_udp_dual_stack",
-    "connect_tcp",
-    "runtime",
-]
 
 if sys.platform.startswith("linux"):
     try:
-        from horizon_drivers.native.linux.driver import (
-            DRIVER,
-            MAX_BATCH,
-            NAME,
-            Runtime,
-            TcpListener,
-            TcpStream,
-            UdpSocket,
-            bind_tcp,
-            bind_udp,
-            bind_udp_dual_stack,
-            connect_tcp,
-            runtime,
-        )
+        # Every name of the driver's __all__ (DRIVER, NAME, MAX_BATCH, the four classes and the
+        # factory functions bind_udp, bind_udp_dual_stack, bind_tcp, connect_tcp, runtime).
+        from horizon_drivers.native.linux.driver import *  # noqa: F403
+        from horizon_drivers.native.linux.driver import __all__
     except ImportError as exc:  # pragma: no cover - depends on the build
         raise ImportError(
             "horizon_drivers.native is not built: run `pip install -e .` or "
@@ -80,13 +56,16 @@ if sys.platform.startswith("linux"):
         ) from exc
 else:
     # This package also holds the Windows driver's extension (``native.windows``), so it imports
-    # everywhere; off Linux each of the Linux driver's names is refused with the reason.
+    # everywhere; off Linux every public name but a submodule's is refused with the reason.
     _UNAVAILABLE = (
         f"horizon_drivers.native is the Linux driver (epoll, recvmmsg/sendmmsg); this is "
         f"{sys.platform!r}. Use horizon_drivers.portable (or aio) here."
     )
 
+    __all__: list[str] = []
+
     def __getattr__(name: str) -> object:
-        if name in __all__:
-            raise ImportError(_UNAVAILABLE)
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        # A submodule (``windows``) is no attribute until imported, and the import system asks.
+        if name.startswith("_") or importlib.util.find_spec(f"{__name__}.{name}") is not None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        raise ImportError(_UNAVAILABLE)

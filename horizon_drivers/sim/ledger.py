@@ -99,6 +99,13 @@ class TraceEntry(NamedTuple):
     note: str = ""
 
 
+def _check_sum(problems: list[str], total: tuple[str, int], *parts: tuple[str, int]) -> None:
+    """Report ``total != sum of parts`` in ``problems``, every counter named with its value."""
+    if sum(value for _, value in parts) != total[1]:
+        terms = " + ".join(f"{name} {value}" for name, value in parts)
+        problems.append(f"{total[0]} {total[1]} != {terms}")
+
+
 @attrs.define(slots=True)
 class _Record:
     state: DatagramState
@@ -242,36 +249,28 @@ class Ledger:
             problems.append(f"in flight {self.datagrams_in_flight} but {in_flight} live")
         if queued != self.datagrams_queued:
             problems.append(f"queued {self.datagrams_queued} but {queued} live")
-        accounted = (
-            self.datagrams_delivered
-            + self.datagrams_dropped
-            + self.datagrams_in_flight
-            + self.datagrams_queued
+        _check_sum(
+            problems,
+            ("sent", self.datagrams_sent),
+            ("delivered", self.datagrams_delivered),
+            ("dropped", self.datagrams_dropped),
+            ("in flight", self.datagrams_in_flight),
+            ("queued", self.datagrams_queued),
         )
-        if accounted != self.datagrams_sent:
-            problems.append(
-                f"sent {self.datagrams_sent} != delivered {self.datagrams_delivered}"
-                f" + dropped {self.datagrams_dropped} + in flight {self.datagrams_in_flight}"
-                f" + queued {self.datagrams_queued}"
-            )
         if self.datagrams_sent != self._next_id - 1:
             problems.append(f"sent {self.datagrams_sent} but {self._next_id - 1} ids issued")
         if not 0 <= self.duplicates <= self.datagrams_sent:
             problems.append(f"duplicates {self.duplicates} out of range")
         if not 0 <= self.truncated_on_receive <= self.datagrams_delivered:
             problems.append(f"truncated on receive {self.truncated_on_receive} out of range")
-        tcp = (
-            self.tcp_bytes_read
-            + self.tcp_bytes_in_flight
-            + self.tcp_bytes_buffered
-            + self.tcp_bytes_discarded
+        _check_sum(
+            problems,
+            ("TCP written", self.tcp_bytes_written),
+            ("read", self.tcp_bytes_read),
+            ("in flight", self.tcp_bytes_in_flight),
+            ("buffered", self.tcp_bytes_buffered),
+            ("discarded", self.tcp_bytes_discarded),
         )
-        if tcp != self.tcp_bytes_written:
-            problems.append(
-                f"TCP written {self.tcp_bytes_written} != read {self.tcp_bytes_read}"
-                f" + in flight {self.tcp_bytes_in_flight} + buffered {self.tcp_bytes_buffered}"
-                f" + discarded {self.tcp_bytes_discarded}"
-            )
         negative = [
             name
             for name in ("tcp_bytes_in_flight", "tcp_bytes_buffered", "datagrams_in_flight")

@@ -18,8 +18,8 @@ import errno
 import ipaddress
 import os
 import zlib
-from collections.abc import Sequence
-from typing import Final, Literal, Protocol
+from collections.abc import Iterable, Sequence
+from typing import Final, Literal, Protocol, TypeVar
 
 import attrs
 
@@ -47,10 +47,12 @@ __all__ = [
     "PortTable",
     "Proto",
     "QueuedSocket",
+    "SimulatedSocket",
     "as_seen_by",
     "buffer_size",
     "flow_hash",
     "oserror",
+    "reuseport_choice",
     "simulated_report",
     "view_matches",
     "wire",
@@ -116,6 +118,32 @@ def flow_hash(source: SocketAddress) -> int:
     return zlib.crc32(str(source).encode())
 
 
+_T = TypeVar("_T")
+
+
+def reuseport_choice(scored: Iterable[tuple[_T, int]], source: SocketAddress) -> _T | None:
+    """The receiver of traffic from ``source``: one of the best-scoring candidates (score >= 0).
+
+    Several with the best score form an SO_REUSEPORT group: one is chosen by :func:`flow_hash`.
+    None when no candidate scores.
+
+    Example:
+        >>> sender = SocketAddress.parse("10.0.0.1:5000")
+        >>> reuseport_choice([("wildcard", 0), ("specific", 1), ("closed", -1)], sender)
+        'specific'
+    """
+    best: list[_T] = []
+    best_score = -1
+    for candidate, score in scored:
+        if score > best_score:
+            best, best_score = [candidate], score
+        elif score == best_score and score >= 0:
+            best.append(candidate)
+    if not best:
+        return None
+    return best[flow_hash(source) % len(best)] if len(best) > 1 else best[0]
+
+
 def simulated_report(config: NetConfig, family: int, kind: SocketKind) -> OptionReport:
     """The OptionReport of a sim socket: every planned Linux option applied exactly."""
     plan = plan_options(config, Family(family), kind, Platform.LINUX)
@@ -167,6 +195,14 @@ class Binding:
     def view(self, ip_version: int) -> View:
         v4, v6 = views(self.family, self.host, self.v6only)
         return v4 if ip_version == 4 else v6
+
+    def address_score(self, destination: SocketAddress) -> int:
+        """-1 if traffic to ``destination`` (a wire address) misses this claim; else 1 for a
+        specific address, 0 for a wildcard (a specific address wins)."""
+        view = self.view(destination.family)
+        if not view_matches(view, destination.host):
+            return -1
+        return 0 if view is ANY else 1
 
 
 class PortTable:
@@ -252,6 +288,41 @@ class BufferedStream(Protocol):
     """What the accounting checks read of a TCP stream end."""
 
     def buffered_bytes(self) -> int: ...
+
+
+class SimulatedSocket:
+    """What every simulated socket is: a host, a config, an option report and no OS descriptor."""
+
+    def __init__(self, host: Node, config: NetConfig, family: int, options: OptionReport) -> None:
+        self._host = host
+        self._net: SimMedium = host.network
+        self._config = config
+        self._family = family
+        self._options = options
+
+    def _bind(self, proto: Proto, local: SocketAddress, *, v6only: bool, listening: bool = False) -> None:
+        """Claim ``local`` on the host (port 0: an ephemeral port); ``_local`` gets the chosen port."""
+        self._host.check_local(local.host)
+        self._binding = self._host.ports.claim(
+            self,
+            proto,
+            self._family,
+            local.host,
+            local.port,
+            v6only=v6only,
+            reuse_port=self._config.reuse_port,
+            listening=listening,
+        )
+        self._local = attrs.evolve(local, port=self._binding.port)
+
+    def fileno(self) -> int:
+        """-1: a simulated socket has no OS descriptor."""
+        return -1
+
+    @property
+    def options(self) -> OptionReport:
+        """Every planned option, applied exactly (``effective == requested``)."""
+        return self._options
 
 
 class Node(Protocol):

@@ -35,17 +35,15 @@ from horizon_core.contract import BytesLike, WritableBuffer
 from horizon_core.events import Readiness
 from horizon_core.options import OptionReport, SocketKind
 from horizon_drivers.lifecycle import Closeable, ReleaseOnce
-from horizon_drivers.sim.medium import SimMedium
 from horizon_drivers.sim.ports import (
-    ANY,
     Binding,
     Node,
+    SimulatedSocket,
     as_seen_by,
     buffer_size,
-    flow_hash,
     oserror,
+    reuseport_choice,
     simulated_report,
-    view_matches,
     wire,
 )
 
@@ -86,7 +84,7 @@ class _Segment(enum.StrEnum):
     RST = "rst"
 
 
-class SimTcpStream(Closeable):
+class SimTcpStream(SimulatedSocket, Closeable):
     """One end of a simulated TCP connection (``TcpStream`` contract).
 
     Example:
@@ -113,15 +111,11 @@ class SimTcpStream(Closeable):
         state: StreamState,
         options: OptionReport,
     ) -> None:
-        self._host = host
-        self._net: SimMedium = host.network
-        self._config = config
-        self._family = family
+        super().__init__(host, config, family, options)
         self._local_wire = local_wire
         self._peer_wire = peer_wire
         self._state = state
-        self._options = options
-        self._binding: Binding | None = None
+        self._source_port: Binding | None = None
         self._other: SimTcpStream | None = None
         self._rx = bytearray()
         self._rx_eof = False
@@ -152,7 +146,7 @@ class SimTcpStream(Closeable):
         source = SocketAddress(source_ip, binding.port)
         stream = cls(host, config, family, source, target, StreamState.CONNECTING, options)
         binding.owner = stream
-        stream._binding = binding
+        stream._source_port = binding
         destination = host.route(target.host)
         net.record("tcp-syn", 0, source, target, 0)
         delay = net.faults.latency_delay(net.rng)
@@ -166,10 +160,6 @@ class SimTcpStream(Closeable):
         return stream
 
     # -- lifecycle -------------------------------------------------------------------------
-
-    def fileno(self) -> int:
-        """-1: a simulated socket has no OS descriptor."""
-        return -1
 
     @property
     def closed(self) -> bool:
@@ -211,8 +201,8 @@ class SimTcpStream(Closeable):
                 "tcp-discard", 0, self._peer_wire, self._local_wire, len(self._rx), "unread at close"
             )
             self._rx.clear()
-        if self._binding is not None:
-            self._host.ports.release(self._binding)
+        if self._source_port is not None:
+            self._host.ports.release(self._source_port)
         self._host.forget_stream(self)
         self._net.settle()
 
@@ -220,11 +210,6 @@ class SimTcpStream(Closeable):
         return f"<SimTcpStream {self._local_wire} -> {self._peer_wire} {self._state}>"
 
     # -- properties ------------------------------------------------------------------------
-
-    @property
-    def options(self) -> OptionReport:
-        """Every planned option, applied exactly (``effective == requested``)."""
-        return self._options
 
     @property
     def local_address(self) -> SocketAddress:
@@ -431,36 +416,18 @@ class _Syn:
     target: SocketAddress
 
 
-class SimTcpListener(ReleaseOnce):
+class SimTcpListener(SimulatedSocket, ReleaseOnce):
     """A listening socket on a simulated host (``TcpListener`` contract)."""
 
     def __init__(self, host: Node, config: NetConfig, local: SocketAddress) -> None:
-        self._host = host
-        self._net: SimMedium = host.network
-        self._config = config
-        self._family = local.family
-        self._options = simulated_report(config, self._family, SocketKind.TCP_LISTENER)
-        self._options.raise_for_required()
+        options = simulated_report(config, local.family, SocketKind.TCP_LISTENER)
+        options.raise_for_required()
+        super().__init__(host, config, local.family, options)
         self._stream_options = simulated_report(config, self._family, SocketKind.TCP_STREAM)
-        host.check_local(local.host)
-        self._binding = host.ports.claim(
-            self,
-            "tcp",
-            self._family,
-            local.host,
-            local.port,
-            v6only=local.family == 6 and config.ipv6_only is True,
-            reuse_port=config.reuse_port,
-            listening=True,
-        )
-        self._local = attrs.evolve(local, port=self._binding.port)
+        self._bind("tcp", local, v6only=local.family == 6 and config.ipv6_only is True, listening=True)
         self._backlog = config.tcp_backlog
         self._queue: deque[SimTcpStream] = deque()
         self._waiting: deque[_Syn] = deque()
-
-    def fileno(self) -> int:
-        """-1: a simulated socket has no OS descriptor."""
-        return -1
 
     def _release(self) -> None:
         """Stop listening: connections not yet accepted are reset, waiting SYNs refused."""
@@ -474,11 +441,6 @@ class SimTcpListener(ReleaseOnce):
 
     def __repr__(self) -> str:
         return f"<SimTcpListener {self._local} on {self._host.label}, {len(self._queue)} waiting>"
-
-    @property
-    def options(self) -> OptionReport:
-        """Every planned option, applied exactly (``effective == requested``)."""
-        return self._options
 
     @property
     def local_address(self) -> SocketAddress:
@@ -505,12 +467,7 @@ class SimTcpListener(ReleaseOnce):
 
     def accepts(self, destination: SocketAddress) -> int:
         """-1 if a SYN to ``destination`` cannot reach this listener, else its score."""
-        if self._closed:
-            return -1
-        view = self._binding.view(destination.family)
-        if not view_matches(view, destination.host):
-            return -1
-        return 0 if view is ANY else 1
+        return -1 if self._closed else self._binding.address_score(destination)
 
     def syn(self, client: SimTcpStream, source: SocketAddress, target: SocketAddress) -> None:
         """A SYN arrived: establish, or hold it while the accept queue is full."""
@@ -540,22 +497,18 @@ class SimTcpListener(ReleaseOnce):
 
 
 def _syn_arrives(host: Node, client: SimTcpStream, source: SocketAddress, target: SocketAddress) -> None:
-    best: list[SimTcpListener] = []
-    best_score = -1
-    for binding in host.ports.bindings("tcp", target.port):
-        listener = binding.owner
-        if not binding.listening or not isinstance(listener, SimTcpListener):
-            continue
-        score = listener.accepts(target)
-        if score > best_score:
-            best, best_score = [listener], score
-        elif score == best_score and score >= 0:
-            best.append(listener)
-    if not best:
+    chosen = reuseport_choice(
+        (
+            (listener, listener.accepts(target))
+            for binding in host.ports.bindings("tcp", target.port)
+            if binding.listening and isinstance(listener := binding.owner, SimTcpListener)
+        ),
+        source,
+    )
+    if chosen is None:
         _refuse(client)
-        return
-    chosen = best[flow_hash(source) % len(best)] if len(best) > 1 else best[0]
-    chosen.syn(client, source, target)
+    else:
+        chosen.syn(client, source, target)
 
 
 def _refuse(client: SimTcpStream) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 from collections import deque
+from collections.abc import Iterator
 from typing import Final
 
 import attrs
@@ -31,21 +32,18 @@ from horizon_core.buffers import Batch
 from horizon_core.config import NetConfig
 from horizon_core.contract import AddressLike, BytesLike, Datagrams, WritableBuffer
 from horizon_core.events import Readiness
-from horizon_core.options import OptionReport, SocketKind
+from horizon_core.options import SocketKind
 from horizon_core.stats import Stats, StatsSnapshot
 from horizon_drivers.lifecycle import ReleaseOnce
 from horizon_drivers.sim.ledger import DatagramEvent, DropReason
-from horizon_drivers.sim.medium import SimMedium
 from horizon_drivers.sim.ports import (
-    ANY,
-    Binding,
     Node,
+    SimulatedSocket,
     as_seen_by,
     buffer_size,
-    flow_hash,
     oserror,
+    reuseport_choice,
     simulated_report,
-    view_matches,
     wire,
 )
 
@@ -63,7 +61,7 @@ class _Queued:
     source: SocketAddress  # as this socket sees it (mapped on an IPv6 socket)
 
 
-class SimUdpSocket(ReleaseOnce):
+class SimUdpSocket(SimulatedSocket, ReleaseOnce):
     """A UDP socket on a :class:`~horizon_drivers.sim.host.SimHost` (``UdpSocket`` contract).
 
     Example:
@@ -79,25 +77,12 @@ class SimUdpSocket(ReleaseOnce):
     """
 
     def __init__(self, host: Node, config: NetConfig, local: SocketAddress, v6only: bool) -> None:
-        self._host = host
-        self._net: SimMedium = host.network
-        self._config = config
-        self._family = local.family
-        self._v6only = v6only
         # Everything is checked before the port is claimed: a refused bind leaves nothing behind.
-        self._options = simulated_report(config, self._family, SocketKind.UDP)
-        self._options.raise_for_required()
-        host.check_local(local.host)
-        self._binding: Binding = host.ports.claim(
-            self,
-            "udp",
-            self._family,
-            local.host,
-            local.port,
-            v6only=v6only,
-            reuse_port=config.reuse_port,
-        )
-        self._local = attrs.evolve(local, port=self._binding.port)
+        options = simulated_report(config, local.family, SocketKind.UDP)
+        options.raise_for_required()
+        super().__init__(host, config, local.family, options)
+        self._v6only = v6only
+        self._bind("udp", local, v6only=v6only)
         self._peer: SocketAddress | None = None  # wire form
         self._queue: deque[_Queued] = deque()
         self._queued_bytes = 0
@@ -107,10 +92,6 @@ class SimUdpSocket(ReleaseOnce):
         self._stats = Stats(kernel_drops=0 if config.rx_drop_counter else None)
 
     # -- lifecycle -------------------------------------------------------------------------
-
-    def fileno(self) -> int:
-        """-1: a simulated socket has no OS descriptor."""
-        return -1
 
     def _release(self) -> None:
         """Release the port; datagrams still queued are dropped ("socket closed"). Idempotent."""
@@ -129,11 +110,6 @@ class SimUdpSocket(ReleaseOnce):
         return f"<SimUdpSocket {self._local} on {self._host.label}, {state}>"
 
     # -- properties ------------------------------------------------------------------------
-
-    @property
-    def options(self) -> OptionReport:
-        """Every planned option, applied exactly (``effective == requested``)."""
-        return self._options
 
     @property
     def local_address(self) -> SocketAddress:
@@ -375,12 +351,9 @@ class SimUdpSocket(ReleaseOnce):
     def accepts(self, destination: SocketAddress, source: SocketAddress) -> int:
         """-1 if a datagram from ``source`` to ``destination`` (wire forms) cannot reach this
         socket, else its score: connected beats unconnected, a specific address a wildcard."""
-        if self._closed:
+        score = -1 if self._closed else self._binding.address_score(destination)
+        if score < 0:
             return -1
-        view = self._binding.view(destination.family)
-        if not view_matches(view, destination.host):
-            return -1
-        score = 0 if view is ANY else 1
         if self._peer is not None:
             if self._peer != source:
                 return -1
@@ -475,24 +448,24 @@ def _arrive(
 ) -> None:
     net = host.network
     net.wire_datagrams.discard(ident)
-    best: list[SimUdpSocket] = []
-    best_score = -1
-    for binding in host.ports.bindings("udp", target.port):
-        sock = binding.owner
-        assert isinstance(sock, SimUdpSocket)
-        score = sock.accepts(target, source)
-        if score > best_score:
-            best, best_score = [sock], score
-        elif score == best_score and score >= 0:
-            best.append(sock)
-    if not best:
+    # SO_REUSEPORT: one socket of the group, chosen by a stable hash of the flow.
+    chosen = reuseport_choice(
+        ((sock, sock.accepts(target, source)) for sock in _sockets_on(host, target.port)), source
+    )
+    if chosen is None:
         net.ledger.datagram_moved(ident, DatagramEvent.DROP, DropReason.NO_SUCH_PORT)
         net.record("drop", ident, source, target, len(payload), DropReason.NO_SUCH_PORT)
         _send_icmp(host, sender, source, target)
         return
-    # SO_REUSEPORT: one socket of the group, chosen by a stable hash of the flow.
-    chosen = best[flow_hash(source) % len(best)] if len(best) > 1 else best[0]
     chosen.enqueue(ident, payload, source)
+
+
+def _sockets_on(host: Node, port: int) -> Iterator[SimUdpSocket]:
+    """The UDP sockets bound to ``port`` on ``host``, oldest first."""
+    for binding in host.ports.bindings("udp", port):
+        sock = binding.owner
+        assert isinstance(sock, SimUdpSocket)
+        yield sock
 
 
 def _send_icmp(origin: Node, sender: Node, source: SocketAddress, target: SocketAddress) -> None:
@@ -505,13 +478,7 @@ def _send_icmp(origin: Node, sender: Node, source: SocketAddress, target: Socket
     delay = net.faults.latency_delay(net.rng)
 
     def deliver() -> None:
-        taken = False
-        for binding in sender.ports.bindings("udp", source.port):
-            sock = binding.owner
-            assert isinstance(sock, SimUdpSocket)
-            if sock.icmp_refused(target):
-                taken = True
-                break
+        taken = any(sock.icmp_refused(target) for sock in _sockets_on(sender, source.port))
         note = "port unreachable" if taken else "port unreachable, ignored"
         net.record("icmp", 0, target, source, 0, note)
 

@@ -1,83 +1,36 @@
-"""The Linux epoll driver's module functions and its ``DRIVER`` object.
+"""The Linux epoll driver's ``DRIVER`` object and module functions.
 
-Import them from :mod:`horizon_drivers.native`, which re-exports them on Linux.
+Import them from :mod:`horizon_drivers.native`, which re-exports this module's ``__all__`` on Linux.
+The factory functions are ``DRIVER``'s bound methods (documented in
+:mod:`horizon_drivers.module_driver`); only :func:`runtime` is this driver's own, for its
+``edge_triggered`` keyword.
 """
 
 from __future__ import annotations
 
+from typing import Final
+
 from horizon_core.config import NetConfig
-from horizon_core.contract import AddressLike
 from horizon_drivers.module_driver import ModuleDriver
 from horizon_drivers.native.linux.epoll import Runtime
 from horizon_drivers.native.linux.tcp import TcpListener, TcpStream
 from horizon_drivers.native.linux.udp import MAX_BATCH, UdpSocket
 
 __all__ = [
-    "DRIVER",
-    "MAX_BATCH",
-    "NAME",
-    "Runtime",
-    "TcpListener",
-    "TcpStream",
-    "UdpSocket",
-    "bind_tcp",
-    "bind_udp",
-    "bind_udp_dual_stack",
-    "connect_tcp",
-    "runtime",
-]
+    "DRIVER", "MAX_BATCH", "NAME", "Runtime", "TcpListener", "TcpStream", "UdpSocket",
+    "bind_tcp", "bind_udp", "bind_udp_dual_stack", "connect_tcp", "runtime",
+]  # fmt: skip
 
 #: The driver's name on the command line and in the contract suite.
-NAME = "native"
+NAME: Final = "native"
 
+#: The driver object the contract suite and the command line use.
+DRIVER: Final = ModuleDriver(NAME, UdpSocket, TcpListener, TcpStream, Runtime)
 
-def bind_udp(address: AddressLike, config: NetConfig | None = None) -> UdpSocket:
-    """Open a UDP socket with ``config``'s options and bind it (see ``UdpSocket.bind``).
-
-    Example:
-        >>> from horizon_drivers import native
-        >>> with native.bind_udp("127.0.0.2:0") as sock:
-        ...     str(sock.local_address.host)
-        '127.0.0.2'
-    """
-    return UdpSocket.bind(address, config)
-
-
-def bind_udp_dual_stack(port: int, config: NetConfig | None = None) -> UdpSocket:
-    """Bind ``[::]:port`` with IPV6_V6ONLY off, serving IPv4 and IPv6 peers.
-
-    Example:
-        >>> from horizon_drivers import native
-        >>> with native.bind_udp_dual_stack(0) as sock:
-        ...     sock.options["ipv6_only"].effective
-        0
-    """
-    return UdpSocket.bind_dual_stack(port, config)
-
-
-def bind_tcp(address: AddressLike, config: NetConfig | None = None) -> TcpListener:
-    """Open, configure, bind and listen (backlog from ``config.tcp_backlog``).
-
-    Example:
-        >>> from horizon_drivers import native
-        >>> with native.bind_tcp("127.0.0.1:0") as listener:
-        ...     listener.local_address.port > 0
-        True
-    """
-    return TcpListener.bind(address, config)
-
-
-def connect_tcp(address: AddressLike, config: NetConfig | None = None) -> TcpStream:
-    """Start a nonblocking connect; poll for writability, then ``finish_connect()``.
-
-    Example:
-        >>> from horizon_drivers import native
-        >>> with native.bind_tcp("127.0.0.1:0") as listener:
-        ...     with native.connect_tcp(listener.local_address) as stream:
-        ...         stream.options["tcp_nodelay"].effective
-        1
-    """
-    return TcpStream.connect(address, config)
+bind_udp = DRIVER.bind_udp
+bind_udp_dual_stack = DRIVER.bind_udp_dual_stack
+bind_tcp = DRIVER.bind_tcp
+connect_tcp = DRIVER.connect_tcp
 
 
 def runtime(config: NetConfig | None = None, *, edge_triggered: bool = False) -> Runtime:
@@ -85,19 +38,8 @@ def runtime(config: NetConfig | None = None, *, edge_triggered: bool = False) ->
 
     Example:
         >>> from horizon_drivers import native
-        >>> with native.runtime() as rt:
-        ...     rt.poll_once(0)
-        []
+        >>> with native.runtime(edge_triggered=True) as rt:
+        ...     rt.edge_triggered, rt.poll_once(0)
+        (True, [])
     """
     return Runtime(config, edge_triggered=edge_triggered)
-
-
-#: The driver object the contract suite and the command line use.
-DRIVER: ModuleDriver[UdpSocket, TcpListener, TcpStream, Runtime] = ModuleDriver(
-    NAME,
-    bind_udp=bind_udp,
-    bind_udp_dual_stack=bind_udp_dual_stack,
-    bind_tcp=bind_tcp,
-    connect_tcp=connect_tcp,
-    runtime=runtime,
-)
