@@ -137,6 +137,16 @@ def _host_from_text(text: str) -> tuple[IPAddress, int | None]:
     return host, scope
 
 
+def _one_scope(text_scope: int | None, scope_id: int, sockaddr: tuple[Any, ...]) -> int:
+    """The scope of a sockaddr whose host may carry ``%scope`` too: they must not disagree."""
+    if text_scope is None or text_scope == scope_id or not scope_id:
+        return scope_id or (text_scope or 0)
+    raise ValueError(
+        f"the host's scope %{text_scope} and scope_id {scope_id} disagree in {sockaddr!r}: "
+        "give one, or the same in both"
+    )
+
+
 @attrs.frozen(slots=True)
 class SocketAddress:
     """An IP literal and port, plus IPv6 flow label and scope.
@@ -248,7 +258,7 @@ class SocketAddress:
             host = raw_host
             if isinstance(host, ipaddress.IPv6Address) and host.scope_id is not None:
                 host, text_scope = _host_from_text(str(host))
-                scope_id = scope_id or (text_scope or 0)
+                scope_id = _one_scope(text_scope, scope_id, sockaddr)
         elif isinstance(raw_host, str):
             if raw_host == "":
                 # The socket module's spelling of INADDR_ANY.
@@ -262,8 +272,7 @@ class SocketAddress:
                         raise ValueError(f"a scope is only valid on an IPv6 address: {raw_host!r}")
                 else:
                     host, text_scope = _host_from_text(raw_host)
-                    if text_scope is not None and not scope_id:
-                        scope_id = text_scope
+                    scope_id = _one_scope(text_scope, scope_id, sockaddr)
         else:
             raise ValueError(f"host must be an IP literal string, got {raw_host!r}")
         if host.version == 4 and (flowinfo or scope_id):

@@ -63,7 +63,10 @@ class _Rule:
         if self.kind == "names":
             return "a set of NetConfig field names (other than best_effort)"
         if self.kind == "seconds":
-            return "a finite int or float number of seconds >= 0, or None to block"
+            return (
+                f"0 or a number of seconds from 1e-9 (1ns) to {_MAX_WAIT_SECONDS:_} (epoll's "
+                "longest wait, about 24.8 days), or None to block"
+            )
         else:
             unit = {"count": "an int", "bytes": "an int number of bytes", "micros": "an int of µs"}
             text = f"{unit[self.kind]} from {_show(self.low)} to {_show(self.high)}"
@@ -81,17 +84,23 @@ class _Rule:
         if self.kind == "flag":
             return type(value) is bool
         if self.kind == "seconds":
+            # A positive wait shorter than a nanosecond cannot be honoured: it would silently
+            # become a non-blocking poll.
             return (
                 isinstance(value, int | float)
                 and not isinstance(value, bool)
                 and math.isfinite(value)
-                and value >= 0
+                and (value == 0 or 1e-9 <= value <= _MAX_WAIT_SECONDS)
             )
         if not isinstance(value, int) or isinstance(value, bool):
             return False
         assert self.low is not None
         assert self.high is not None
         return self.low <= value <= self.high
+
+
+#: The longest finite wait: epoll_wait takes an int of milliseconds.
+_MAX_WAIT_SECONDS: Final = (2**31 - 1) // 1000
 
 
 def _show(number: int | None) -> str:
@@ -289,6 +298,11 @@ class NetConfig:
             recv_buff='4MiB': expected a NetConfig field name (did you mean 'recv_buf'?)
             tos='loud': expected an integer such as 16 or 0x10, or none
         """
+        if not isinstance(mapping, Mapping):
+            raise TypeError(
+                "NetConfig.from_mapping takes a mapping of field names to values (a dict, a TOML "
+                f"table), not {type(mapping).__name__}"
+            )
         entries = ((key, key, value) for key, value in mapping.items())
         return cls._build(entries, base, repr)
 
@@ -482,10 +496,14 @@ class _ParseError(Exception):
         self.allowed = allowed
 
 
+# ASCII digits only (re.ASCII: "\d" and "\s" would also take "١٢" or a no-break space), with
+# underscores only between digits, as in Python literals ("1_000", never "1__0" or "1_").
 # Exponents are capped at three digits: Fraction("1e999999999") would build a huge integer.
-_NUMBER: Final = r"[+-]?(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?\d{1,3})?"
-_QUANTITY: Final = re.compile(rf"(?P<number>{_NUMBER})\s*(?P<unit>[^\d\s.]*)")
-_INTEGER: Final = re.compile(r"[+-]?(?:\d[\d_]*|0[xX][0-9a-fA-F_]+)")
+_DIGITS: Final = r"\d(?:_?\d)*"
+_NUMBER: Final = rf"[+-]?(?:{_DIGITS}(?:\.(?:{_DIGITS})?)?|\.{_DIGITS})(?:[eE][+-]?\d{{1,3}})?"
+_QUANTITY: Final = re.compile(rf"(?P<number>{_NUMBER})\s*(?P<unit>[^\d\s.]*)", re.ASCII)
+_ASCII_SPACE: Final = " \t\n\r\f\v"
+_INTEGER: Final = re.compile(rf"[+-]?(?:{_DIGITS}|0[xX](?:_?[0-9a-fA-F])+)", re.ASCII)
 
 _SIZE_UNITS: Final[Mapping[str, int]] = {
     "": 1,
@@ -529,7 +547,7 @@ def _parse(rule: _Rule, value: object) -> object:
         return value
     if not isinstance(value, str):
         return value
-    text = value.strip()
+    text = value.strip(_ASCII_SPACE)
     if text.lower() in _NONE:
         if rule.nullable:
             return None
@@ -569,6 +587,9 @@ def _parse_text(rule: _Rule, text: str) -> object:
         raise ValueError(text)
     nanos = number * _DURATION_UNITS[unit]
     if rule.kind == "seconds":
+        if 0 < abs(nanos) < 1:
+            # float() would round it to 0.0: a silent non-blocking poll.
+            raise _ParseError(f"0 or a duration of at least 1ns ({text} is shorter)")
         return float(nanos / 1_000_000_000)
     micros = nanos / 1_000
     if micros.denominator != 1:

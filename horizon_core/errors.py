@@ -40,6 +40,10 @@ class HorizonError(Exception):
     """Base class of every error Horizon Sockets raises on purpose."""
 
 
+#: How much of a rejected value a message repeats: enough to recognise it, never a flood.
+_SHOWN = 60
+
+
 @attrs.frozen
 class FieldProblem:
     """One invalid configuration field: its name, the rejected value and what is allowed.
@@ -54,8 +58,17 @@ class FieldProblem:
     allowed: str
 
     def describe(self) -> str:
-        """Return ``field=value: expected allowed`` for messages."""
-        return f"{self.field}={self.value!r}: expected {self.allowed}"
+        """Return ``field=value: expected allowed`` for messages; a long value is cut.
+
+        Example:
+            >>> text = FieldProblem("tos", "x" * 100_000, "an int").describe()
+            >>> len(text) < 120, text.endswith("... (100002 characters): expected an int")
+            (True, True)
+        """
+        shown = repr(self.value)
+        if len(shown) > _SHOWN:
+            shown = f"{shown[:_SHOWN]}... ({len(shown)} characters)"
+        return f"{self.field}={shown}: expected {self.allowed}"
 
 
 class ConfigError(HorizonError, ValueError):

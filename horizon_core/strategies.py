@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
 from horizon_core.addresses import SocketAddress
-from horizon_core.config import _RULES, _SETTINGS, GiB, KiB, MiB, NetConfig, _Rule
+from horizon_core.config import _MAX_WAIT_SECONDS, _RULES, _SETTINGS, GiB, KiB, MiB, NetConfig, _Rule
 
 __all__ = [
     "config_mappings",
@@ -214,9 +214,9 @@ def _valid_values(name: str, rule: _Rule) -> SearchStrategy[Any]:
         return st.one_of(
             default,
             *none,
-            st.just(0.0),
-            st.floats(min_value=0.0, allow_nan=False, allow_infinity=False),
-            st.integers(0, 3600),
+            st.sampled_from([0.0, 1e-9, float(_MAX_WAIT_SECONDS)]),
+            st.floats(min_value=1e-9, max_value=_MAX_WAIT_SECONDS),
+            st.integers(0, _MAX_WAIT_SECONDS),
         )
     assert rule.low is not None
     assert rule.high is not None
@@ -243,8 +243,10 @@ def _invalid_values(rule: _Rule) -> SearchStrategy[object]:
     if rule.kind == "seconds":
         return st.one_of(
             st.booleans(),
-            st.sampled_from([math.nan, math.inf, -math.inf, -1e-9]),
+            st.sampled_from([math.nan, math.inf, -math.inf, -1e-9, 1e-10, _MAX_WAIT_SECONDS + 1]),
             st.floats(max_value=0.0, exclude_max=True),
+            st.floats(min_value=0.0, max_value=1e-9, exclude_min=True, exclude_max=True),
+            st.floats(min_value=_MAX_WAIT_SECONDS, exclude_min=True),
             st.integers(max_value=-1),
             _JUNK,
         )

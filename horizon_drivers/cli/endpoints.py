@@ -82,6 +82,12 @@ def load_config(path: str | None) -> NetConfig:
         raise CommandError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise CommandError(f"config file {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        # TOML is UTF-8 by definition; tomllib lets the decoding error through.
+        raise CommandError(
+            f"config file {path} is not UTF-8 (byte {exc.start} is {exc.object[exc.start]:#04x}); "
+            "TOML files must be UTF-8"
+        ) from None
     table = document.get("net", document)
     if not isinstance(table, dict):
         raise CommandError(f"config file {path}: [net] must be a table")

@@ -274,7 +274,11 @@ def collect(config: NetConfig) -> dict[str, Any]:
     uring = io_uring_status()
     return {
         "machine": describe_machine().to_dict(),
-        "config": config.to_mapping(),
+        # JSON has null: None stays None here (to_mapping writes "none" for TOML, which has not).
+        "config": {
+            name: sorted(value) if isinstance(value, frozenset) else value
+            for name, value in attrs.asdict(config, recurse=False).items()
+        },
         "sockets": sockets,
         "kernel": read_kernel_settings(),
         "cpus": {
@@ -295,13 +299,49 @@ def _show(value: object) -> str:
     return "-" if value is None else str(value)
 
 
+def summarize(data: dict[str, Any]) -> list[str]:
+    """What the config did not get as asked, one line per (field, status, reason) and its sockets.
+
+    Example:
+        >>> option = {"field": "tos", "name": "IP_TOS", "status": "refused",
+        ...           "reason": "not permitted", "necessity": "best-effort"}
+        >>> sockets = [{"family": f, "kind": "udp", "error": None, "options": [option]}
+        ...            for f in ("IPv4", "IPv6")]
+        >>> summarize({"sockets": sockets})
+        ['  tos (IP_TOS) refused on every socket: not permitted [best-effort]']
+    """
+    grouped: dict[tuple[str, str, str, str, str], list[str]] = {}
+    opened = [sock for sock in data["sockets"] if not sock["error"]]
+    for sock in opened:
+        for o in sock["options"]:
+            if o["status"] == "applied":
+                continue
+            key = (o["field"], o["name"], o["status"], o["reason"], o["necessity"])
+            grouped.setdefault(key, []).append(f"{sock['family']} {sock['kind']}")
+    order = {"refused": 0, "unsupported": 1, "adjusted": 2, "skipped": 3}
+    return [
+        f"  {field} ({name}) {status} on "
+        f"{'every socket' if len(where) == len(opened) > 1 else ', '.join(where)}: {reason} [{need}]"
+        for (field, name, status, reason, need), where in sorted(
+            grouped.items(), key=lambda item: (order.get(item[0][2], 9), item[0][0])
+        )
+    ]
+
+
 def render(data: dict[str, Any]) -> str:
-    """The human-readable report of :func:`collect`'s dict."""
+    """The human-readable report of :func:`collect`'s dict: a summary first, then the details."""
     machine = data["machine"]
     lines = [
         f"horizon probe: {machine['cpu_model']}, {machine['kernel']}, {machine['python']}",
         "",
     ]
+    failed = [f"{s['family']} {s['kind']}: {s['error']}" for s in data["sockets"] if s["error"]]
+    summary = summarize(data)
+    lines.append("not as asked (refused, unsupported, adjusted, skipped), and why:")
+    lines += [*(f"  could not open {f}" for f in failed), *summary] if failed or summary else [
+        "  nothing: every option applied as asked"
+    ]
+    lines += ["", "per socket:"]
     for sock in data["sockets"]:
         title = f"{sock['family']} {sock['kind']}"
         if sock["error"]:

@@ -89,6 +89,10 @@ def test_config_file_problems(tmp_path: Path) -> None:
     broken = tmp_path / "broken.toml"
     broken.write_text("recv_buf = \n")
     assert "not valid TOML" in _one_line_failure("probe", "--config", str(broken))
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes('recv_buf = "4MiB"  # café\n'.encode("latin-1"))
+    for command in ("probe", "echo"):
+        assert "is not UTF-8" in _one_line_failure(command, "--config", str(latin1))
 
 
 def test_usage_errors_are_one_line_too() -> None:

@@ -18,6 +18,8 @@ def test_probe_json_reports_every_socket_option_and_the_host(tmp_path: Path) -> 
     data = json.loads(result.stdout)
 
     assert data["config"]["recv_buf"] == 512 * 1024
+    assert data["config"]["ttl"] is None  # JSON null, not the string "none" TOML needs
+    assert data["config"]["best_effort"] == sorted(data["config"]["best_effort"])
     opened = [s for s in data["sockets"] if s["error"] is None]
     assert {(s["family"], s["kind"]) for s in opened} >= {
         ("ipv4", "udp"), ("ipv4", "tcp_listener"), ("ipv4", "tcp_stream"),
@@ -47,6 +49,13 @@ def test_probe_text_form() -> None:
     assert result.returncode == 0, result.stderr
     for heading in ("ipv4 udp", "kernel limits", "CPUs:", "NUMA:", "io_uring:", "drivers:"):
         assert heading in result.stdout
+    # The summary leads: what was not applied as asked comes before the per-socket tables.
+    summary, _, details = result.stdout.partition("per socket:")
+    assert "not as asked" in summary
+    assert "skipped on ipv4 udp, ipv6 udp: not for UDP sockets" in summary or (
+        "skipped on ipv4 udp: not for UDP sockets" in summary
+    )
+    assert "ipv4 udp (" in details
 
 
 def test_io_uring_answers_are_explained() -> None:

@@ -279,3 +279,11 @@ def test_frozen_and_hashable() -> None:
 def test_constants() -> None:
     assert PACKED_ADDRESS_SIZE == 32
     assert (FAMILY_TAG_NONE, FAMILY_TAG_V4, FAMILY_TAG_V6) == (0, 4, 6)
+
+
+def test_a_scope_in_the_host_and_a_different_scope_id_are_refused_not_dropped() -> None:
+    with pytest.raises(ValueError, match="disagree"):
+        as_socket_address(("fe80::1%3", 80, 0, 5))
+    # Agreeing, or given once, is fine.
+    for sockaddr in (("fe80::1%3", 80, 0, 3), ("fe80::1%3", 80, 0, 0), ("fe80::1", 80, 0, 3)):
+        assert as_socket_address(sockaddr).scope_id == 3

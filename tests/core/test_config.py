@@ -126,10 +126,47 @@ def test_int_fields_bounds_and_exact_types(field: str) -> None:
 
 
 def test_poll_timeout_takes_int_or_float_seconds() -> None:
-    for value in (None, 0, 0.0, 0.001, 5, 1e9):
+    for value in (None, 0, 0.0, 1e-9, 0.001, 5, 2_147_483):
         assert NetConfig(poll_timeout=value).poll_timeout == value
-    for bad in (True, False, -0.001, -1, math.nan, math.inf, "1s"):
+    # Past epoll's longest wait, and positive waits below 1ns (they would poll without waiting).
+    for bad in (True, False, -0.001, -1, math.nan, math.inf, "1s", 2_147_484, 1e9, 1e-10, 1e-300):
         assert rejected_fields(poll_timeout=bad) == ("poll_timeout",), bad
+
+
+@pytest.mark.parametrize("text", ["1e-999", "0.5ns", "1e-10"])
+def test_a_duration_text_below_one_nanosecond_is_refused_not_rounded_to_zero(text: str) -> None:
+    with pytest.raises(ConfigError, match="at least 1ns"):
+        NetConfig.from_mapping({"poll_timeout": text})
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["\u0661\u0666", "\uff11\uff16", "16\u00a0KiB", "\u00a016", "1__0", "1_", "_1", "0x_", "16KiB\u2009"],
+    ids=["arabic-indic", "fullwidth", "nbsp-inside", "nbsp-before", "double-underscore",
+         "trailing-underscore", "leading-underscore", "hex-underscore-only", "thin-space-after"],
+)
+def test_numbers_are_ascii_with_underscores_only_between_digits(text: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        NetConfig.from_mapping({"recv_buf": text, "tos": text})
+    assert {p.field for p in caught.value.problems} == {"recv_buf", "tos"}
+
+
+def test_underscores_between_digits_and_ascii_spaces_are_fine() -> None:
+    config = NetConfig.from_mapping({"recv_buf": " 1_024 KiB\t", "tos": "0x1_0"})
+    assert (config.recv_buf, config.tos) == (1024 * 1024, 16)
+
+
+def test_a_huge_bad_value_is_cut_in_the_message() -> None:
+    with pytest.raises(ConfigError) as caught:
+        NetConfig.from_mapping({"tos": "9" * 100_000})
+    assert len(str(caught.value)) < 400
+    assert "(100002 characters)" in str(caught.value)
+
+
+@pytest.mark.parametrize("bad", ["recv_buf=4MiB", None, [("recv_buf", "4MiB")], 5])
+def test_from_mapping_refuses_what_is_not_a_mapping_with_a_type_error(bad: object) -> None:
+    with pytest.raises(TypeError, match="mapping"):
+        NetConfig.from_mapping(bad)  # type: ignore[arg-type]
 
 
 def test_best_effort_converts_any_iterable_of_names() -> None:
@@ -365,7 +402,7 @@ def test_unit_parsing(field: str, text: object, expected: object) -> None:
         ("busy_poll", "5 minutes", "a duration such as 50us"),
         ("busy_poll", "4KiB", "a duration such as 50us"),
         ("spin_budget", "2s", "from 0 to 1_000_000"),
-        ("poll_timeout", "-1s", "seconds >= 0"),
+        ("poll_timeout", "-1s", "0 or a number of seconds from 1e-9"),
         ("poll_timeout", "1e400s", "a duration such as 0.5s"),
         ("poll_timeout", "inf", "a duration such as 0.5s"),
         ("poll_timeout", "nan", "a duration such as 0.5s"),

@@ -68,7 +68,7 @@ FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "udp_gso_segment": _maybe(st.integers(1, 65507)),
     "udp_gro": st.booleans(),
     "rx_drop_counter": st.booleans(),
-    "poll_timeout": _maybe(st.floats(0, 10)),
+    "poll_timeout": _maybe(st.one_of(st.just(0.0), st.floats(1e-9, 10))),
     "spin_budget": _maybe(st.integers(0, 1_000_000)),
     "best_effort": st.frozensets(st.sampled_from(SETTING_NAMES)),
 }
