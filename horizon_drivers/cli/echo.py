@@ -18,7 +18,9 @@ Example:
 from __future__ import annotations
 
 import argparse
+import errno
 import multiprocessing
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -116,6 +118,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--workers", type=int, default=1, metavar="N",
         help="processes sharing the ports via SO_REUSEPORT, each pinned to its own CPU",
     )
+    parser.add_argument(
+        "--share-port", action="store_true",
+        help="serve even if another process already serves a port with SO_REUSEPORT (the kernel "
+        "then splits that port's traffic between them); refused by default",
+    )
     parser.set_defaults(command=run)
     return parser
 
@@ -149,7 +156,51 @@ def _plan(args: argparse.Namespace) -> _Plan:
             )
         if not config.reuse_port:
             raise CommandError("--workers needs reuse_port = true: workers share the ports")
+    if config.reuse_port and not args.share_port:
+        for kind, address in (("udp", udp), ("tcp", tcp)):
+            if address is not None:
+                check_port_unserved(kind, address)
     return _Plan(driver, udp, tcp, config, workers)
+
+
+def check_port_unserved(kind: str, address: SocketAddress) -> None:
+    """Refuse a port another process serves: with SO_REUSEPORT on, binding it would succeed and
+    silently take part of that server's traffic.
+
+    A probe socket that binds without SO_REUSEPORT is refused while one with it is not: a server
+    holds the port with SO_REUSEPORT. (For UDP the probes go without SO_REUSEADDR, which would
+    share a UDP port too; for TCP with it, so a recently closed server's TIME_WAIT connections do
+    not count as a server.) Port 0 and platforms without SO_REUSEPORT cannot collide this way.
+
+    Example:
+        >>> check_port_unserved("udp", SocketAddress.parse("127.0.0.1:0"))
+    """
+    if address.port == 0 or not hasattr(socket, "SO_REUSEPORT"):
+        return
+    if _binds(kind, address, reuse_port=False) or not _binds(kind, address, reuse_port=True):
+        return  # free, or taken outright: binding the real socket reports "port in use"
+    raise CommandError(
+        f"--{kind} {address}: another process already serves this port; serving it too "
+        "would split its traffic (SO_REUSEPORT). Pick another port, or pass --share-port "
+        "to share it on purpose"
+    )
+
+
+def _binds(kind: str, address: SocketAddress, *, reuse_port: bool) -> bool:
+    """Whether a probe socket can bind ``address`` now (False only for EADDRINUSE)."""
+    family = socket.AF_INET if address.family == 4 else socket.AF_INET6
+    sock_type = socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM
+    with socket.socket(family, sock_type) as probe:
+        if kind == "tcp":
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            probe.bind(address.to_sockaddr())
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+        return True
 
 
 def run(args: argparse.Namespace) -> int:

@@ -102,3 +102,22 @@ def _workers_answer_then_stop(server: Server) -> None:
     assert "udp 20 datagrams echoed of 20 received" in summary
     assert "tcp 4 connections" in summary
     assert summary.endswith("(2 workers)")
+
+
+def _served_with_reuseport(kind: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, kind)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", 0))
+    if kind == socket.SOCK_STREAM:
+        sock.listen(1)
+    return sock
+
+
+@pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT"), reason="no SO_REUSEPORT here")
+def test_share_port_serves_a_port_another_process_serves() -> None:
+    # Without --share-port this is refused (tests/cli/test_cli_errors.py); with it, both serve.
+    with _served_with_reuseport(socket.SOCK_DGRAM) as other:
+        port = other.getsockname()[1]
+        with echo_server("--driver", "portable", "--udp", f"127.0.0.1:{port}", "--share-port") as server:
+            assert f"serving udp 127.0.0.1:{port}" in server.banner
+            server.stop(signal.SIGTERM)

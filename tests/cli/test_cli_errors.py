@@ -102,6 +102,21 @@ def test_usage_errors_are_one_line_too() -> None:
     assert "invalid choice" in _one_line_failure("serve")
 
 
+@pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT"), reason="no SO_REUSEPORT here")
+@pytest.mark.parametrize("kind", [socket.SOCK_DGRAM, socket.SOCK_STREAM], ids=["udp", "tcp"])
+def test_a_port_another_process_serves_with_reuseport_is_refused(kind: int) -> None:
+    # SO_REUSEPORT on both sides would let the bind succeed and split that server's traffic.
+    with socket.socket(socket.AF_INET, kind) as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        if kind == socket.SOCK_STREAM:
+            other.listen(1)
+        flag = "--udp" if kind == socket.SOCK_DGRAM else "--tcp"
+        line = _one_line_failure("echo", flag, f"127.0.0.1:{other.getsockname()[1]}")
+        assert "another process already serves this port" in line
+        assert "--share-port" in line
+
+
 def test_too_many_workers() -> None:
     wanted = usable_cpu_count() + 1
     assert "CPUs" in _one_line_failure("echo", "--workers", str(wanted))
