@@ -37,6 +37,8 @@ from horizon_core.buffers import (
     Datagram,
     SlotOp,
     SlotState,
+    check_batch,
+    check_start,
 )
 from horizon_core.config import (
     GiB,
@@ -71,9 +73,12 @@ from horizon_core.errors import (
     StaleTokenError,
 )
 from horizon_core.events import (
+    MAX_POLL_TIMEOUT,
     Event,
     Interest,
     Readiness,
+    check_interest,
+    check_timeout,
 )
 from horizon_core.faults import (
     DatagramFate,
@@ -193,4 +198,9 @@ __all__ = [
     "token_generation",
     "token_index",
     "resolve_config",
+    "MAX_POLL_TIMEOUT",
+    "check_batch",
+    "check_interest",
+    "check_start",
+    "check_timeout",
 ]

@@ -68,6 +68,8 @@ __all__ = [
     "Datagram",
     "SlotOp",
     "SlotState",
+    "check_batch",
+    "check_start",
 ]
 
 #: Most slots one pool may have.
@@ -882,3 +884,38 @@ class Batch:
         else:
             hint = "call begin_receive() first"
         return _slot_error(slot, state, op, _ALLOWED_FROM[op], hint)
+
+
+def check_batch(batch: object) -> Batch:
+    """``batch`` for a driver's ``recv_batch``/``send_batch``: TypeError unless it is a Batch,
+    ValueError if ``free_batch`` freed it.
+
+    Example:
+        >>> pool = BufferPool(4, 64)
+        >>> check_batch(pool)
+        Traceback (most recent call last):
+        ...
+        TypeError: expected a Batch (take one with pool.batch(n)), not BufferPool
+    """
+    if not isinstance(batch, Batch):
+        raise TypeError(f"expected a Batch (take one with pool.batch(n)), not {type(batch).__name__}")
+    batch._check_active()
+    return batch
+
+
+def check_start(start: object, total: int) -> int:
+    """``send_batch``'s ``start``: an int from 0 to ``total`` (``total`` sends nothing).
+
+    TypeError for what is not an int; IndexError for anything outside the range, however large.
+
+    Example:
+        >>> check_start(2**70, 3)
+        Traceback (most recent call last):
+        ...
+        IndexError: start must be 0..3, got 1180591620717411303424
+    """
+    if isinstance(start, bool) or not isinstance(start, int):
+        raise TypeError(f"start must be an int, not {type(start).__name__}")
+    if not 0 <= start <= total:
+        raise IndexError(f"start must be 0..{total}, got {start}")
+    return start

@@ -31,6 +31,7 @@ from typing import Any, Final, Literal, cast
 import attrs
 
 from horizon_core.errors import ConfigError, FieldProblem
+from horizon_core.events import MAX_POLL_TIMEOUT
 
 __all__ = ["GiB", "KiB", "MiB", "NetConfig", "dual_stack_config", "resolve_config"]
 
@@ -64,7 +65,7 @@ class _Rule:
             return "a set of NetConfig field names (other than best_effort)"
         if self.kind == "seconds":
             return (
-                f"0 or a number of seconds from 1e-9 (1ns) to {_MAX_WAIT_SECONDS:_} (epoll's "
+                f"0 or a number of seconds from 1e-9 (1ns) to {MAX_POLL_TIMEOUT:_} (epoll's "
                 "longest wait, about 24.8 days), or None to block"
             )
         else:
@@ -90,17 +91,13 @@ class _Rule:
                 isinstance(value, int | float)
                 and not isinstance(value, bool)
                 and math.isfinite(value)
-                and (value == 0 or 1e-9 <= value <= _MAX_WAIT_SECONDS)
+                and (value == 0 or 1e-9 <= value <= MAX_POLL_TIMEOUT)
             )
         if not isinstance(value, int) or isinstance(value, bool):
             return False
         assert self.low is not None
         assert self.high is not None
         return self.low <= value <= self.high
-
-
-#: The longest finite wait: epoll_wait takes an int of milliseconds.
-_MAX_WAIT_SECONDS: Final = (2**31 - 1) // 1000
 
 
 def _show(number: int | None) -> str:

@@ -18,11 +18,12 @@ Example:
 from __future__ import annotations
 
 import enum
+import math
 from typing import NamedTuple
 
 from horizon_core.slab import Token
 
-__all__ = ["Event", "Interest", "Readiness"]
+__all__ = ["MAX_POLL_TIMEOUT", "Event", "Interest", "Readiness", "check_interest", "check_timeout"]
 
 
 class Interest(enum.IntFlag):
@@ -35,6 +36,60 @@ class Interest(enum.IntFlag):
 
     READABLE = 1
     WRITABLE = 2
+
+
+#: The longest finite poll, in seconds: epoll_wait takes an int of milliseconds.
+MAX_POLL_TIMEOUT = (2**31 - 1) // 1000
+
+
+def check_interest(interest: object) -> Interest:
+    """``interest`` as an Interest, for ``register``/``reregister`` on every driver.
+
+    TypeError for what is not an int flag; ValueError for no interest at all or unknown bits
+    (a registration that can never report anything is a mistake, not a request).
+
+    Example:
+        >>> check_interest(3)
+        <Interest.READABLE|WRITABLE: 3>
+        >>> check_interest(Interest(0))
+        Traceback (most recent call last):
+        ...
+        ValueError: interest must be Interest.READABLE, Interest.WRITABLE or both, got <Interest: 0>
+    """
+    if isinstance(interest, bool) or not isinstance(interest, int):
+        raise TypeError(f"interest must be an Interest, not {type(interest).__name__}")
+    if interest not in (1, 2, 3):
+        raise ValueError(
+            f"interest must be Interest.READABLE, Interest.WRITABLE or both, got {interest!r}"
+        )
+    return Interest(interest)
+
+
+def check_timeout(timeout: object) -> float | None:
+    """A poll timeout for every driver's ``poll_once``: None (until ready) or seconds >= 0.
+
+    TypeError for what is not a number (``True`` and ``"1"`` included: neither is a duration);
+    ValueError for negative, NaN, infinite (None already waits until ready) or longer than
+    :data:`MAX_POLL_TIMEOUT`.
+
+    Example:
+        >>> check_timeout(0), check_timeout(None), check_timeout(2)
+        (0.0, None, 2.0)
+        >>> check_timeout(True)
+        Traceback (most recent call last):
+        ...
+        TypeError: timeout must be None or a number of seconds, not bool
+    """
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout must be None or a number of seconds, not {type(timeout).__name__}")
+    if not (math.isfinite(timeout) and 0 <= timeout <= MAX_POLL_TIMEOUT):
+        raise ValueError(
+            f"timeout must be None (until ready) or seconds from 0 to {MAX_POLL_TIMEOUT}, "
+            f"got {timeout!r}"
+        )
+    return float(timeout)
 
 
 class Readiness(enum.IntFlag):

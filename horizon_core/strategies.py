@@ -32,7 +32,8 @@ from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
 from horizon_core.addresses import SocketAddress
-from horizon_core.config import _MAX_WAIT_SECONDS, _RULES, _SETTINGS, GiB, KiB, MiB, NetConfig, _Rule
+from horizon_core.config import _RULES, _SETTINGS, GiB, KiB, MiB, NetConfig, _Rule
+from horizon_core.events import MAX_POLL_TIMEOUT
 
 __all__ = [
     "config_mappings",
@@ -214,9 +215,9 @@ def _valid_values(name: str, rule: _Rule) -> SearchStrategy[Any]:
         return st.one_of(
             default,
             *none,
-            st.sampled_from([0.0, 1e-9, float(_MAX_WAIT_SECONDS)]),
-            st.floats(min_value=1e-9, max_value=_MAX_WAIT_SECONDS),
-            st.integers(0, _MAX_WAIT_SECONDS),
+            st.sampled_from([0.0, 1e-9, float(MAX_POLL_TIMEOUT)]),
+            st.floats(min_value=1e-9, max_value=MAX_POLL_TIMEOUT),
+            st.integers(0, MAX_POLL_TIMEOUT),
         )
     assert rule.low is not None
     assert rule.high is not None
@@ -243,10 +244,10 @@ def _invalid_values(rule: _Rule) -> SearchStrategy[object]:
     if rule.kind == "seconds":
         return st.one_of(
             st.booleans(),
-            st.sampled_from([math.nan, math.inf, -math.inf, -1e-9, 1e-10, _MAX_WAIT_SECONDS + 1]),
+            st.sampled_from([math.nan, math.inf, -math.inf, -1e-9, 1e-10, MAX_POLL_TIMEOUT + 1]),
             st.floats(max_value=0.0, exclude_max=True),
             st.floats(min_value=0.0, max_value=1e-9, exclude_min=True, exclude_max=True),
-            st.floats(min_value=_MAX_WAIT_SECONDS, exclude_min=True),
+            st.floats(min_value=MAX_POLL_TIMEOUT, exclude_min=True),
             st.integers(max_value=-1),
             _JUNK,
         )
