@@ -25,14 +25,17 @@ measures is often the limit itself, which is why it sends its bursts as GSO mess
   bytes), while the generator's own per-datagram cost drops well below any server's. A kernel or
   route without UDP GSO makes the run fall back to plain sendmmsg (``result["gso"]`` says which).
 
-TCP (``tcp_load.pxi``) has two modes, each on nonblocking sockets in one thread:
+TCP (``tcp_load.pxi``) has three modes, each on nonblocking sockets in one thread:
 
 * :func:`tcp_throughput` streams ``size``-byte writes on every connection while reading the echo
   back (poll over all of them; the echo is discarded in the kernel with MSG_TRUNC, never copied
   out), counts the bytes echoed in the measured interval, then stops writing and drains until
   every byte sent has come back (bounded by ``timeout``);
 * :func:`tcp_rtt` ping-pongs ``size``-byte messages on one connection and records each round
-  trip into a preallocated array.
+  trip into a preallocated array;
+* :func:`tcp_pipelined` keeps ``pipeline`` ``size``-byte messages in flight on one connection,
+  counts the echo by message and times each message by its sequence number (messages per
+  second, and each message's round trip under that load).
 
 Every loop is bounded: by the measured ``duration`` and by a hard deadline ``timeout`` seconds past
 it; a server that stops answering for ``timeout`` seconds is an ``OSError(ETIMEDOUT)``, a refused
@@ -60,8 +63,10 @@ from horizon_drivers.native.linux.address cimport raise_errno
 
 __all__ = [
     "MAX_CONNECTIONS",
+    "MAX_PIPELINE",
     "MAX_TCP_SIZE",
     "MAX_WINDOW",
+    "tcp_pipelined",
     "tcp_rtt",
     "tcp_throughput",
     "udp_load",
@@ -73,6 +78,8 @@ MAX_WINDOW = HORIZON_MAX_MMSG
 MAX_CONNECTIONS = 1024
 #: The largest TCP write (throughput) or message (round trip), in bytes.
 MAX_TCP_SIZE = 1 << 24
+#: The most messages :func:`tcp_pipelined` keeps in flight.
+MAX_PIPELINE = 16384
 
 
 cdef inline long long _now_ns() noexcept nogil:

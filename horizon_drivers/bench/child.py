@@ -13,7 +13,9 @@ it is given, does its one job and talks to the parent in JSON lines on stdout:
 * ``load udp|tcp TARGET`` prints ``{"result": {...}}`` from the native C load generator. UDP
   ``--mode both`` (the default) is a windowed throughput run, then a window-1 round-trip run;
   ``--mode throughput`` only the first (the generator busy-waits for replies), ``--mode rtt``
-  only the second. TCP is a streaming throughput run, then a ping-pong round-trip run. Round
+  only the second. TCP is a streaming throughput run, a ping-pong round-trip run, then (native
+  generator only) a pipelined run: ``--pipeline`` messages of ``--size`` bytes in flight on one
+  connection, messages per second and each message's round trip. Round
   trips carry the whole CDF (``CDF_PROBABILITIES``). Where the native generator is unavailable,
   TCP falls back to the Python client in :mod:`~horizon_drivers.bench.tcp_client` (the result's
   ``load_generator`` says which ran);
@@ -41,6 +43,7 @@ from horizon_core.addresses import SocketAddress
 from horizon_core.config import NetConfig
 from horizon_drivers.bench.latency import CDF_PROBABILITIES, LatencySummary, summarize_rtts
 from horizon_drivers.bench.peers import BACKENDS, PEER_NAMES, serve_peer
+from horizon_drivers.bench.reference import REFERENCE, serve_reference
 from horizon_drivers.bench.tcp_client import TCP_CHUNK, measure_tcp_rtts, measure_tcp_throughput
 from horizon_drivers.cli.echo_service import Bound, StopFlag, serve_echo, stop_on_signals
 from horizon_drivers.cli.failures import EXIT_FAILURE, explain
@@ -81,14 +84,19 @@ def _serve(args: argparse.Namespace) -> None:
     def ready(where: SocketAddress) -> None:
         _emit(ready=str(where))
 
+    config = NetConfig(spin_budget=args.spin_budget, udp_gso_batch=not args.no_gso)
+    if args.buffer is not None:
+        config = attrs.evolve(config, recv_buf=args.buffer, send_buf=args.buffer)
+    if args.contender == REFERENCE:
+        # The C loop returns on SIGTERM (the stop pipe is the wakeup fd) and reports its counts.
+        _emit(totals=serve_reference(args.protocol, address, ready, config=config,
+                                     spin_us=args.spin_budget or 0))
+        return
     if args.contender in PEER_NAMES:
         # Peers serve until the parent's SIGTERM ends the process (its default action).
         serve_peer(args.contender, args.protocol, address, ready, backend=args.backend,
                    buffer=args.buffer)
         return
-    config = NetConfig(spin_budget=args.spin_budget, udp_gso_batch=not args.no_gso)
-    if args.buffer is not None:
-        config = attrs.evolve(config, recv_buf=args.buffer, send_buf=args.buffer)
     stop = StopFlag()
     udp = address if args.protocol == "udp" else None
     tcp = address if args.protocol == "tcp" else None
@@ -153,13 +161,17 @@ def _udp(target: SocketAddress, args: argparse.Namespace) -> dict[str, object]:
 
 
 def _native_tcp(target: SocketAddress, args: argparse.Namespace) -> dict[str, object]:
-    from horizon_drivers.bench.loadgen import run_tcp_rtt, run_tcp_throughput
+    from horizon_drivers.bench.loadgen import run_tcp_pipelined, run_tcp_rtt, run_tcp_throughput
 
     bulk = run_tcp_throughput(target, duration=args.duration, warmup=args.warmup,
                               connections=args.connections, size=TCP_CHUNK, timeout=_TCP_TIMEOUT)
     # One message in flight, the client spinning, as for UDP's window-1 round trips.
     ping = run_tcp_rtt(target, duration=args.duration, warmup=args.warmup, size=args.size,
                        busy_wait=True, timeout=_TCP_TIMEOUT, quantiles=CDF_PROBABILITIES)
+    # Many small messages in flight on one connection: the server's per-message cost.
+    pipelined = run_tcp_pipelined(target, duration=args.duration, warmup=args.warmup,
+                                  size=args.size, pipeline=args.pipeline, timeout=_TCP_TIMEOUT,
+                                  quantiles=CDF_PROBABILITIES)
     return {
         "bytes_per_s": bulk["bytes_per_s"],
         "bytes": bulk["bytes"],
@@ -168,6 +180,10 @@ def _native_tcp(target: SocketAddress, args: argparse.Namespace) -> dict[str, ob
         "drained": bulk["drained"],
         "round_trips_per_s": ping["rate"],
         "rtt": _summary(LatencySummary.from_load_generator(ping["rtt_ns"])),
+        "messages_per_s": pipelined["rate"],
+        "messages": pipelined["messages"],
+        "pipeline": pipelined["pipeline"],
+        "rtt_pipelined": _summary(LatencySummary.from_load_generator(pipelined["rtt_ns"])),
         "load_generator": "native",
     }
 
@@ -208,6 +224,7 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("--size", type=int, required=True)
     load.add_argument("--window", type=int, required=True)
     load.add_argument("--connections", type=int, default=1)
+    load.add_argument("--pipeline", type=int, default=256)
     load.add_argument("--mode", choices=("both", "throughput", "rtt"), default="both")
     return parser
 

@@ -37,8 +37,10 @@ from horizon_drivers.opening import open_tcp_stream, open_udp
 
 __all__ = [
     "MAX_CONNECTIONS",
+    "MAX_PIPELINE",
     "MAX_TCP_SIZE",
     "MAX_WINDOW",
+    "run_tcp_pipelined",
     "run_tcp_rtt",
     "run_tcp_throughput",
     "run_udp_load",
@@ -50,6 +52,8 @@ MAX_WINDOW: int = _loadgen.MAX_WINDOW
 MAX_CONNECTIONS: int = _loadgen.MAX_CONNECTIONS
 #: The largest TCP write (throughput) or message (round trip), in bytes.
 MAX_TCP_SIZE: int = _loadgen.MAX_TCP_SIZE
+#: The most messages :func:`run_tcp_pipelined` keeps in flight.
+MAX_PIPELINE: int = _loadgen.MAX_PIPELINE
 
 _DEFAULT_BUFFER = 4 * 1024 * 1024
 
@@ -191,6 +195,52 @@ def run_tcp_rtt(
         result = _loadgen.tcp_rtt(
             sock.fileno(), peer=str(address), duration=duration, size=size, warmup=warmup,
             busy_wait=busy_wait, timeout=timeout, max_samples=max_samples,
+        )
+    result["rtt_ns"] = percentiles_ns(_samples(result.pop("samples")), wanted)
+    result["socket_options"] = _options(report)
+    return result
+
+
+def run_tcp_pipelined(
+    target: AddressLike,
+    *,
+    duration: float = 2.0,
+    size: int = 64,
+    pipeline: int = 256,
+    warmup: float = 0.5,
+    busy_wait: bool = False,
+    timeout: float = 5.0,
+    max_samples: int = 2_000_000,
+    quantiles: Iterable[float] | None = None,
+) -> dict[str, Any]:
+    """Keep ``pipeline`` ``size``-byte messages in flight to the echo server at ``target`` on
+    one connection; return a dict.
+
+    The dict holds ``messages`` (echoed in the measured interval after ``warmup``),
+    ``seconds``, ``rate`` (messages per second), ``total_messages``, ``total_sent``,
+    ``total_received`` (bytes), ``send_calls``, ``recv_calls``, ``poll_calls``, ``size``,
+    ``pipeline``, ``socket_options`` and ``rtt_ns``: each message's round trip under that
+    load, as :func:`run_tcp_rtt` reports it. The run lasts at most ``timeout`` + ``warmup`` +
+    ``duration`` seconds; OSError on a refused connect, a reset, a closed connection, an echo
+    out of order or ``timeout`` seconds without progress.
+
+    Example:
+        >>> run_tcp_pipelined("127.0.0.1:9", pipeline=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: pipeline must be 1..16384, got 0
+    """
+    wanted = check_quantiles(quantiles)
+    if not 1 <= size <= MAX_TCP_SIZE:
+        raise ValueError(f"size must be 1..{MAX_TCP_SIZE}, got {size}")
+    if not 1 <= pipeline <= MAX_PIPELINE:
+        raise ValueError(f"pipeline must be 1..{MAX_PIPELINE}, got {pipeline}")
+    address = as_socket_address(target)
+    socks, report = _streams(address, 1)
+    with socks[0] as sock:
+        result = _loadgen.tcp_pipelined(
+            sock.fileno(), peer=str(address), duration=duration, size=size, pipeline=pipeline,
+            warmup=warmup, busy_wait=busy_wait, timeout=timeout, max_samples=max_samples,
         )
     result["rtt_ns"] = percentiles_ns(_samples(result.pop("samples")), wanted)
     result["socket_options"] = _options(report)

@@ -6,7 +6,10 @@ the bench table answer "what do I gain over what I would have written":
 * ``stdlib`` — a blocking ``recvfrom``/``sendto`` loop; TCP with a thread per connection;
 * ``asyncio`` — ``DatagramProtocol`` / ``Protocol`` on the default event loop;
 * ``uvloop`` — the same protocols on uvloop (when installed);
-* ``anyio`` — ``create_udp_socket`` / ``create_tcp_listener`` on anyio's asyncio backend.
+* ``anyio`` — ``create_udp_socket`` / ``create_tcp_listener`` on anyio's asyncio backend;
+* ``c`` — no library: the C reference server of :mod:`horizon_drivers.bench.reference`
+  (epoll with recvmmsg/sendmmsg for UDP, a level-triggered epoll echo for TCP), the machine's
+  limit every row is also compared with. Built with the package on Linux; unavailable elsewhere.
 
 ``serve_peer(..., backend=)`` runs the ``anyio`` peer on another anyio backend (``uvloop``:
 asyncio on uvloop; ``trio``), and ``buffer=`` gives every UDP peer's socket the same
@@ -32,6 +35,7 @@ from typing import Any, Literal, cast
 import attrs
 
 from horizon_core.addresses import SocketAddress
+from horizon_drivers.bench.reference import REFERENCE
 
 __all__ = [
     "BACKENDS",
@@ -48,7 +52,7 @@ __all__ = [
 Protocol = Literal["udp", "tcp"]
 
 #: The peers bench knows, in the order tables list them.
-PEER_NAMES: tuple[str, ...] = ("stdlib", "asyncio", "uvloop", "anyio")
+PEER_NAMES: tuple[str, ...] = ("c", "stdlib", "asyncio", "uvloop", "anyio")
 
 #: The anyio backends bench runs on: asyncio, asyncio on uvloop, trio.
 BACKENDS: tuple[str, ...] = ("asyncio", "uvloop", "trio")
@@ -93,7 +97,14 @@ def peer_status(name: str) -> PeerStatus:
         >>> peer_status("asyncio").available
         True
     """
-    return _status("peer", name, PEER_NAMES)
+    status = _status("peer", name, PEER_NAMES)
+    if name == REFERENCE:
+        from horizon_drivers.bench.reference import reference_status
+
+        built, reason = reference_status()
+        if not built:
+            return PeerStatus(name, False, reason)
+    return status
 
 
 def backend_status(backend: str) -> PeerStatus:
@@ -131,12 +142,16 @@ def serve_peer(
         >>> serve_peer("nope", "udp", SocketAddress.parse("127.0.0.1:0"), print)
         Traceback (most recent call last):
         ...
-        ValueError: unknown peer 'nope'; known peers: stdlib, asyncio, uvloop, anyio
+        ValueError: unknown peer 'nope'; known peers: c, stdlib, asyncio, uvloop, anyio
     """
     status = peer_status(name)
     if not status.available:
         raise RuntimeError(f"peer {name} is unavailable: {status.reason}")
-    if name == "stdlib":
+    if name == REFERENCE:
+        from horizon_drivers.bench.reference import serve_reference
+
+        serve_reference(protocol, address, ready, buffer=buffer)
+    elif name == "stdlib":
         if protocol == "udp":
             _serve_stdlib_udp(address, ready, buffer)
         else:

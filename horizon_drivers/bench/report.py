@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from horizon_drivers.bench.latency import LatencySummary
+from horizon_drivers.bench.reference import REFERENCE
 from horizon_drivers.bench.runner import Measurement
 from horizon_drivers.cli.machine import MachineDescription
 
@@ -48,7 +49,8 @@ class Contender:
         return float(raw) if isinstance(raw, int | float) else None
 
     def rtt(self, protocol: str, key: str = "rtt") -> LatencySummary | None:
-        """One protocol's round-trip summary (``rtt``, or ``rtt_loaded`` for UDP)."""
+        """One protocol's round-trip summary (``rtt``; ``rtt_loaded`` for UDP, ``rtt_pipelined``
+        for TCP)."""
         measurement = self.udp if protocol == "udp" else self.tcp
         if measurement is None or measurement.result is None:
             return None
@@ -70,26 +72,40 @@ class BenchReport:
     baseline: str
     contenders: tuple[Contender, ...]
 
-    def _baseline(self) -> Contender | None:
-        return next((c for c in self.contenders if c.name == self.baseline), None)
+    def _named(self, name: str) -> Contender | None:
+        return next((c for c in self.contenders if c.name == name), None)
 
-    def ratio(self, name: str, protocol: str, key: str) -> float | None:
-        """``name``'s throughput over the baseline's (higher is better)."""
-        base = self._baseline()
-        this = next((c for c in self.contenders if c.name == name), None)
-        if base is None or this is None:
+    def ratio(self, name: str, protocol: str, key: str, base: str | None = None) -> float | None:
+        """``name``'s throughput over ``base``'s (default the baseline; higher is better)."""
+        other = self._named(self.baseline if base is None else base)
+        this = self._named(name)
+        if other is None or this is None:
             return None
-        a, b = this.value(protocol, key), base.value(protocol, key)
+        a, b = this.value(protocol, key), other.value(protocol, key)
         return a / b if a is not None and b else None
 
-    def latency_ratio(self, name: str, protocol: str) -> float | None:
-        """The baseline's p50 round trip over ``name``'s (higher is better)."""
-        base = self._baseline()
-        this = next((c for c in self.contenders if c.name == name), None)
-        if base is None or this is None:
+    def latency_ratio(
+        self, name: str, protocol: str, base: str | None = None, key: str = "rtt"
+    ) -> float | None:
+        """``base``'s p50 round trip (default the baseline's) over ``name``'s (higher is
+        better); ``key`` picks the round trips (``rtt``, ``rtt_pipelined`` for TCP)."""
+        other = self._named(self.baseline if base is None else base)
+        this = self._named(name)
+        if other is None or this is None:
             return None
-        a, b = this.rtt(protocol), base.rtt(protocol)
+        a, b = this.rtt(protocol, key), other.rtt(protocol, key)
         return b.p50_us / a.p50_us if a is not None and b is not None and a.p50_us else None
+
+    def ratios(self, name: str, base: str | None = None) -> dict[str, float | None]:
+        """Every ratio of ``name`` to ``base`` (default the baseline), as the JSON holds them."""
+        return {
+            "udp_datagrams_per_s": self.ratio(name, "udp", "datagrams_per_s", base),
+            "udp_rtt_p50": self.latency_ratio(name, "udp", base),
+            "tcp_bytes_per_s": self.ratio(name, "tcp", "bytes_per_s", base),
+            "tcp_messages_per_s": self.ratio(name, "tcp", "messages_per_s", base),
+            "tcp_rtt_p50": self.latency_ratio(name, "tcp", base),
+            "tcp_pipelined_rtt_p50": self.latency_ratio(name, "tcp", base, "rtt_pipelined"),
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document ``--json`` writes."""
@@ -101,19 +117,17 @@ class BenchReport:
                 entry[protocol] = None if m is None else {
                     "result": m.result, "error": m.error, "server": m.server,
                 }
-            entry["ratios"] = {
-                "udp_datagrams_per_s": self.ratio(c.name, "udp", "datagrams_per_s"),
-                "udp_rtt_p50": self.latency_ratio(c.name, "udp"),
-                "tcp_bytes_per_s": self.ratio(c.name, "tcp", "bytes_per_s"),
-                "tcp_rtt_p50": self.latency_ratio(c.name, "tcp"),
-            }
+            entry["ratios"] = self.ratios(c.name)
+            entry["ratios_to_c"] = self.ratios(c.name, REFERENCE)
             contenders.append(entry)
         return {
             "machine": self.machine.to_dict(),
             "settings": self.settings,
             "baseline": self.baseline,
+            "reference": REFERENCE,
             "ratios_note": "contender over baseline for throughput, baseline over contender "
-            "for round trips: higher is better for every ratio",
+            "for round trips: higher is better for every ratio; ratios_to_c are the same "
+            "against the C reference server (the machine's limit), None where it did not run",
             "contenders": contenders,
         }
 
@@ -196,6 +210,21 @@ class RoundsReport:
         a, b = this.summary().get(key), other.summary().get(key)
         return a / b if a is not None and b else None
 
+    def c_label(self, label: str) -> str:
+        """The C row ``label`` is compared with: ``c``, or in ``spin`` the C row of the same
+        mode (``c-spin`` for spinning rows, ``c-blocking`` for the others)."""
+        if self.scenario != "spin":
+            return REFERENCE
+        return f"{REFERENCE}-spin" if label.endswith("-spin") else f"{REFERENCE}-blocking"
+
+    def ratio_to_c(self, label: str) -> float | None:
+        """``label`` against its C row (:meth:`c_label`), higher is better: the median rate
+        over C's, or in ``spin`` C's median p50 round trip over ``label``'s."""
+        base = self.c_label(label)
+        if self.scenario == "spin":
+            return self.ratio(base, label, "p50_us")
+        return self.ratio(label, base)
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON document ``--json`` writes."""
         return {
@@ -206,6 +235,7 @@ class RoundsReport:
                 {
                     "label": r.label, "server": r.contender, "backend": r.backend or None,
                     "skipped": r.skipped, "summary": r.summary(),
+                    "c_row": self.c_label(r.label), "ratio_to_c": self.ratio_to_c(r.label),
                     "rounds": [
                         {"result": m.result, "error": m.error, "server": m.server,
                          "server_cpu_seconds": m.server_cpu_seconds}

@@ -181,12 +181,14 @@ def measure(
     size: int,
     window: int,
     connections: int = 1,
+    pipeline: int = 256,
     mode: str = "both",
     server_args: Sequence[str] = (),
 ) -> Measurement:
     """Start ``contender``'s ``protocol`` echo server, run the load against it, stop both.
 
-    ``mode`` picks the load runs (``both``, ``throughput`` or ``rtt``); ``server_args`` are
+    ``mode`` picks the load runs (``both``, ``throughput`` or ``rtt``); ``pipeline`` is the
+    messages in flight of TCP's pipelined run; ``server_args`` are
     extra ``serve`` options (``--buffer``, ``--spin-budget``, ``--no-gso``, ``--backend``,
     ``--per-datagram``: see :mod:`horizon_drivers.bench.child`).
     """
@@ -203,13 +205,15 @@ def measure(
         cpu: float | None = None
         try:
             ready = _message(_read_line(server, READY_TIMEOUT, server_err), server_err)
-            # Mode both: UDP windowed then window 1, TCP bulk then ping-pong.
-            budget = (2 if mode == "both" else 1) * (duration + warmup) + LOAD_GRACE
+            # Mode both: UDP windowed then window 1, TCP bulk, ping-pong, then pipelined.
+            runs = 1 if mode != "both" else 2 if protocol == "udp" else 3
+            budget = runs * (duration + warmup) + LOAD_GRACE
             cpu_before = cpu_seconds(server.pid)
             load = subprocess.Popen(
                 [*_CHILD, *placement.args("load"), "load", protocol, str(ready["ready"]),
                  "--duration", str(duration), "--warmup", str(warmup), "--size", str(size),
-                 "--window", str(window), "--connections", str(connections), "--mode", mode],
+                 "--window", str(window), "--connections", str(connections),
+                 "--pipeline", str(pipeline), "--mode", mode],
                 stdout=subprocess.PIPE, stderr=load_err, stdin=subprocess.DEVNULL,
                 text=True, env=env, start_new_session=True,
             )

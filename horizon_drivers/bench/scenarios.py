@@ -2,10 +2,11 @@
 
 * ``gso`` — UDP echo throughput: the native driver replying with UDP GSO messages
   (``NetConfig.udp_gso_batch``, the default) against the same server sending one message per
-  datagram (``udp_gso_batch=False``), a stdlib loop and a uvloop ``DatagramProtocol``;
+  datagram (``udp_gso_batch=False``), the C reference server (``c``: recvmmsg/sendmmsg), a
+  stdlib loop and a uvloop ``DatagramProtocol``;
 * ``spin`` — UDP round trip, one datagram in flight, the client spinning: the native server
   with a spin budget (``NetConfig.spin_budget``: busy-poll before blocking) against the same
-  server blocking in epoll;
+  server blocking in epoll, and the C reference server both ways (``c-spin``, ``c-blocking``);
 * ``aio-backends`` — UDP echo throughput of the anyio driver on each anyio backend (asyncio,
   uvloop, trio), with its batches (``receive_batch``/``send_batch``) and per datagram
   (``receive``/``send``), against plain ``anyio.create_udp_socket`` on the same backend and a
@@ -17,7 +18,7 @@ medians.
 
 Example:
     >>> [e.label for e in ROUNDS_SCENARIOS["spin"].entries(50)]
-    ['native-spin', 'native-blocking']
+    ['native-spin', 'native-blocking', 'c-spin', 'c-blocking']
 """
 
 from __future__ import annotations
@@ -72,15 +73,19 @@ def _gso(spin_budget: int) -> tuple[Entry, ...]:
     return (
         Entry("native", "native"),
         Entry("native-plain", "native", server_args=("--no-gso",)),
+        Entry("c", "c"),
         Entry("stdlib", "stdlib"),
         Entry("uvloop", "uvloop"),
     )
 
 
 def _spin(spin_budget: int) -> tuple[Entry, ...]:
+    spin = ("--spin-budget", str(spin_budget))
     return (
-        Entry("native-spin", "native", server_args=("--spin-budget", str(spin_budget))),
+        Entry("native-spin", "native", server_args=spin),
         Entry("native-blocking", "native"),
+        Entry("c-spin", "c", server_args=spin),
+        Entry("c-blocking", "c"),
     )
 
 

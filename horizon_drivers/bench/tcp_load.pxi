@@ -438,3 +438,191 @@ def tcp_rtt(int fd, *, str peer="the server", double duration=2.0, int size=64,
         free(sbuf)
         free(rbuf)
         free(res.samples)
+
+
+cdef int _tcp_pipelined(TcpParams *p, int fd, size_t depth, unsigned char *sbuf,
+                        unsigned char *rbuf, long long *stamps, TcpResult *res) noexcept nogil:
+    """Keep ``depth`` messages of ``size`` bytes in flight on ``fd`` until the end.
+
+    Message ``i`` (from 1) carries ``i`` in bytes 0-7 and is stamped when composed into the send
+    buffer; the echo stream is cut at every ``size`` bytes, each completed message checked
+    against its number and timed against its stamp (``stamps[i % depth]``: at most ``depth``
+    messages are outstanding, so no two share a slot). The buffer is refilled with as many
+    messages as have come back once everything composed before has gone to the kernel.
+    """
+    cdef long long now, t, measure_from, end, last_progress, deadline
+    cdef bint measuring = False, progressed
+    cdef uint64_t composed = 0, done = 0, done0 = 0, room, j
+    cdef size_t s_off = 0, s_len = 0, rx_in = 0, pos, take, h
+    cdef unsigned char hdr[8]
+    cdef unsigned int reads
+    cdef ssize_t k
+    cdef int rc
+    cdef pollfd pfd
+    now = _now_ns()
+    measure_from = now + p.warmup_ns
+    end = measure_from + p.duration_ns
+    last_progress = now
+    while True:
+        now = _now_ns()
+        if not measuring and now >= measure_from:
+            measuring = True
+            measure_from = now
+            done0 = done
+        if now >= end:
+            break  # what is still in flight is not waited for: the connection closes
+        progressed = False
+        if s_off == s_len and composed - done < depth:
+            room = depth - (composed - done)
+            t = _now_ns()
+            for j in range(room):
+                composed += 1
+                if p.size >= 8:
+                    memcpy(sbuf + j * p.size, &composed, 8)
+                stamps[composed % depth] = t
+            s_off = 0
+            s_len = <size_t>room * p.size
+        if s_off < s_len:
+            k = send(fd, sbuf + s_off, s_len - s_off, MSG_DONTWAIT | MSG_NOSIGNAL)
+            res.send_calls += 1
+            if k > 0:
+                s_off += k
+                res.total_sent += k
+                progressed = True
+            elif k < 0 and errno != EAGAIN and errno != EINTR:
+                return _fail(res, errno, STAGE_SEND)
+        reads = 0
+        while reads < TCP_READS_PER_WAKE:
+            reads += 1
+            k = recv(fd, rbuf, TCP_RECV_BUFFER, MSG_DONTWAIT)
+            res.recv_calls += 1
+            if k == 0:
+                return _fail(res, ECONNRESET, STAGE_CLOSED)
+            if k < 0:
+                if errno == EINTR:
+                    continue
+                if errno == EAGAIN:
+                    break
+                return _fail(res, errno, STAGE_RECV)
+            progressed = True
+            res.total_received += k
+            t = _now_ns()
+            pos = 0
+            while pos < <size_t>k:
+                take = p.size - rx_in
+                if take > <size_t>k - pos:
+                    take = <size_t>k - pos
+                if p.size >= 8 and rx_in < 8:
+                    h = 8 - rx_in if 8 - rx_in < take else take
+                    memcpy(hdr + rx_in, rbuf + pos, h)
+                rx_in += take
+                pos += take
+                if rx_in == p.size:
+                    rx_in = 0
+                    done += 1
+                    if p.size >= 8 and memcmp(hdr, &done, 8) != 0:
+                        return _fail(res, EBADMSG, STAGE_MISMATCH)
+                    if measuring and res.nsamples < p.max_samples:
+                        res.samples[res.nsamples] = t - stamps[done % depth]
+                        res.nsamples += 1
+            if <size_t>k < TCP_RECV_BUFFER:
+                break
+        if progressed:
+            last_progress = now
+            continue
+        if now - last_progress >= p.timeout_ns:
+            return _fail(res, ETIMEDOUT, STAGE_TIMEOUT)
+        if p.busy_wait:
+            continue
+        deadline = last_progress + p.timeout_ns
+        if end < deadline:
+            deadline = end
+        pfd.fd = fd
+        pfd.events = POLLIN | POLLOUT if s_off < s_len else POLLIN
+        pfd.revents = 0
+        rc = poll(&pfd, 1, _ms_until(deadline))
+        res.poll_calls += 1
+        if rc < 0 and errno != EINTR:
+            return _fail(res, errno, STAGE_POLL)
+    res.round_trips = done
+    if measuring:
+        res.measured_ns = now - measure_from
+        res.measured = done - done0
+    return 0
+
+
+def tcp_pipelined(int fd, *, str peer="the server", double duration=2.0, int size=64,
+                  int pipeline=256, double warmup=0.5, bint busy_wait=False,
+                  double timeout=5.0, int max_samples=2000000):
+    """Keep ``pipeline`` ``size``-byte messages in flight on the TCP socket ``fd``; a dict.
+
+    ``fd`` is a nonblocking TCP socket whose connect has started (or finished), owned by the
+    caller: borrowed for the call, neither closed nor kept. The echo is counted by message:
+    ``messages`` (completed in the measured interval after ``warmup``), ``seconds``, ``rate``
+    (messages per second), ``total_messages``, ``total_sent``, ``total_received`` (bytes),
+    ``send_calls``, ``recv_calls``, ``poll_calls``, ``size``, ``pipeline`` and ``samples``: each
+    message's round trip (composed to echoed) in nanoseconds, native int64 in ascending order
+    (bytes). Bytes 0-7 of each message carry its number, which the echo must return in order
+    (``OSError(EBADMSG)`` otherwise). Messages still in flight at the end are not waited for.
+
+    Example:
+        >>> tcp_pipelined(-1, pipeline=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: pipeline must be 1..16384, got 0
+    """
+    cdef TcpParams p
+    cdef TcpResult res
+    cdef unsigned char *sbuf = NULL
+    cdef unsigned char *rbuf = NULL
+    cdef long long *stamps = NULL
+    cdef double secs
+    cdef int rc = 0
+    if not 1 <= pipeline <= MAX_PIPELINE:
+        raise ValueError(f"pipeline must be 1..{MAX_PIPELINE}, got {pipeline}")
+    if max_samples < 0:
+        raise ValueError("max_samples must be >= 0")
+    _tcp_setup(&p, duration, warmup, timeout, size)
+    if <size_t>pipeline * p.size > MAX_TCP_SIZE:
+        raise ValueError(f"pipeline x size must be at most {MAX_TCP_SIZE} bytes, "
+                         f"got {pipeline} x {size}")
+    if fd < 0:
+        raise ValueError(f"fd must be an open socket's descriptor, got {fd}")
+    p.connections = 1
+    p.busy_wait = busy_wait
+    p.max_samples = max_samples
+    memset(&res, 0, sizeof(res))
+    sbuf = <unsigned char *>calloc(<size_t>pipeline * p.size, 1)
+    rbuf = <unsigned char *>malloc(TCP_RECV_BUFFER)
+    stamps = <long long *>calloc(pipeline, sizeof(long long))
+    if max_samples:
+        res.samples = <int64_t *>calloc(max_samples, sizeof(int64_t))
+    try:
+        if not (sbuf and rbuf and stamps) or (max_samples and not res.samples):
+            raise MemoryError("cannot allocate load generator buffers")
+        with nogil:
+            rc = _tcp_connected(fd, _now_ns() + p.timeout_ns, &res)
+            if rc == 0:
+                _tcp_pipelined(&p, fd, <size_t>pipeline, sbuf, rbuf, stamps, &res)
+        if res.error:
+            _tcp_raise(&res, peer, timeout)
+        secs = res.measured_ns / 1e9
+        return {
+            "messages": res.measured,
+            "seconds": secs,
+            "rate": res.measured / secs if secs > 0 else 0.0,
+            "total_messages": res.round_trips,
+            "total_sent": res.total_sent,
+            "total_received": res.total_received,
+            "send_calls": res.send_calls,
+            "recv_calls": res.recv_calls,
+            "poll_calls": res.poll_calls,
+            "size": size,
+            "pipeline": pipeline,
+            "samples": _sorted_samples(res.samples, res.nsamples),
+        }
+    finally:
+        free(sbuf)
+        free(rbuf)
+        free(stamps)
+        free(res.samples)

@@ -8,10 +8,16 @@ measures:
 * UDP: datagrams per second with ``--window`` datagrams outstanding (the native C load
   generator: sendmmsg/recvmmsg, faster than anything it measures), and the round trip
   p50/p99/p99.9 with one datagram in flight;
-* TCP: echoed bytes per second streaming 64 KiB writes on ``--connections`` connections, and
-  the round trip of ``--size``-byte ping-pong messages (the native C load generator too:
-  nonblocking sockets and poll in one thread; where it is unavailable, a Python client measures
-  TCP instead and the output says so).
+* TCP: echoed bytes per second streaming 64 KiB writes on ``--connections`` connections, the
+  round trip of ``--size``-byte ping-pong messages, and messages per second with
+  ``--pipeline`` ``--size``-byte messages in flight on one connection, each message's round trip
+  timed too (the native C load generator: nonblocking sockets and poll in one thread; where it
+  is unavailable, a Python client measures TCP throughput and ping-pong instead and the output
+  says so).
+
+Peer ``c`` is the C reference server (:mod:`horizon_drivers.bench.reference`: epoll with
+recvmmsg/sendmmsg, a level-triggered epoll TCP echo), the machine's limit: where it is built
+(Linux) it runs by default, and every row also shows its ratio to it (``x c``).
 
 Round-trip CDFs come from the generator's quantiles (every percent and the tail), not just a few
 percentiles.
@@ -19,11 +25,11 @@ percentiles.
 That is ``--scenario echo``, the default. The other scenarios
 (:mod:`horizon_drivers.bench.scenarios`) run UDP only, in ``--rounds`` interleaved rounds, and
 report medians and replies per server CPU-second: ``gso`` (native GSO replies vs plain sendmmsg
-vs stdlib and uvloop), ``spin`` (the spin-budget round trip) and ``aio-backends`` (the anyio
-driver on asyncio, uvloop and trio vs plain anyio vs uvloop).
+vs C vs stdlib and uvloop), ``spin`` (the spin-budget round trip, native and C) and
+``aio-backends`` (the anyio driver on asyncio, uvloop and trio vs plain anyio vs uvloop).
 
 ``--scenario echo`` prints a table with ratios to ``--baseline`` (default ``stdlib``: higher is
-better for every ratio), progress on stderr while it runs, and the machine it ran on; ``--json
+better for every ratio) and to ``c``, progress on stderr while it runs, and the machine it ran on; ``--json
 FILE`` writes every number, ``--plot FILE.png`` draws latency CDFs and throughput bars (matplotlib). Each
 measurement runs ``--duration`` seconds; the defaults take about a minute.
 
@@ -47,6 +53,7 @@ import attrs
 from horizon_drivers import registry
 from horizon_drivers.bench.child import PYTHON_FALLBACK, load_generator_status
 from horizon_drivers.bench.peers import PEER_NAMES, peer_status
+from horizon_drivers.bench.reference import REFERENCE
 from horizon_drivers.bench.report import PROTOCOLS, BenchReport, Contender, RoundsReport, RoundsRow
 from horizon_drivers.bench.runner import Measurement, Placement, measure
 from horizon_drivers.bench.scenarios import ROUNDS_SCENARIOS, SCENARIO_NAMES, Scenario
@@ -68,11 +75,13 @@ __all__ = [
 _MIN_SIZE, _MAX_SIZE = 16, 2048
 _MAX_WINDOW = 1024
 _MAX_CONNECTIONS = 64
+_MAX_PIPELINE = 4096
+_DEFAULT_PIPELINE = 256
 _MAX_ROUNDS = 100
 _MIN_BUFFER, _MAX_BUFFER = 4096, 1 << 30
 _MAX_SPIN_BUDGET = 1_000_000
 # Options only the echo scenario reads (their defaults are None so a given one can be told).
-_ECHO_ONLY = ("drivers", "peers", "baseline", "connections", "plot")
+_ECHO_ONLY = ("drivers", "peers", "baseline", "connections", "pipeline", "plot")
 
 
 def parse_names(text: str | None, known: Sequence[str], option: str) -> tuple[str, ...]:
@@ -126,15 +135,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         f"{', '.join(registry.DRIVER_NAMES)}; 'none' for no driver)")
     parser.add_argument("--peers", metavar="LIST",
                         help=f"comma-separated peers (default: all available: "
-                        f"{', '.join(PEER_NAMES)}; 'none' for no peer)")
+                        f"{', '.join(PEER_NAMES)}; c is the C reference server; 'none' for "
+                        "no peer)")
     parser.add_argument("--baseline", default=None,
                         help="the contender ratios are relative to (default stdlib)")
     parser.add_argument("--size", type=int, default=64, metavar="BYTES",
-                        help="UDP datagram and TCP ping-pong message size (default 64)")
+                        help="UDP datagram and TCP ping-pong/pipelined message size (default 64)")
     parser.add_argument("--window", type=int, default=64, metavar="N",
                         help="UDP datagrams outstanding in the throughput run (default 64)")
     parser.add_argument("--connections", type=int, default=None, metavar="N",
                         help="TCP connections streaming at once in the throughput run (default 1)")
+    parser.add_argument("--pipeline", type=int, default=None, metavar="N",
+                        help=f"TCP messages in flight in the pipelined run (default "
+                        f"{_DEFAULT_PIPELINE})")
     parser.add_argument("--json", metavar="FILE", help="write every number as JSON")
     parser.add_argument("--plot", metavar="FILE.png",
                         help="draw latency CDFs and throughput bars (needs matplotlib)")
@@ -157,13 +170,22 @@ def _connections(settings: dict[str, Any]) -> str:
     return f", {count} TCP connections" if count != 1 else ""
 
 
+def _reference_ran(report: BenchReport) -> bool:
+    return any(c.name == REFERENCE and c.skipped is None for c in report.contenders)
+
+
 def render_table(report: BenchReport) -> str:
     """The bench table, its heading (settings, machine) and the notes under it."""
     s = report.settings
     base = report.baseline
+    with_c = _reference_ran(report)
     rows = []
     notes: list[str] = []
     fallbacks: set[str] = set()
+
+    def to_c(protocol: str, key: str) -> list[str]:
+        return [_ratio(report.ratio(c.name, protocol, key, REFERENCE))] if with_c else []
+
     for c in report.contenders:
         if c.skipped:
             notes.append(f"{c.name}: skipped ({c.skipped})")
@@ -174,10 +196,14 @@ def render_table(report: BenchReport) -> str:
             c.name, c.kind,
             _num(c.value("udp", "datagrams_per_s")),
             _ratio(report.ratio(c.name, "udp", "datagrams_per_s")),
+            *to_c("udp", "datagrams_per_s"),
             _num(udp.p50_us if udp else None, 1), _num(udp.p99_us if udp else None, 1),
             _num(udp.p999_us if udp else None, 1),
             _num(mbps / 1e6 if mbps is not None else None, 1),
             _ratio(report.ratio(c.name, "tcp", "bytes_per_s")),
+            *to_c("tcp", "bytes_per_s"),
+            _num(c.value("tcp", "messages_per_s")),
+            *to_c("tcp", "messages_per_s"),
             _num(tcp.p50_us if tcp else None, 1), _num(tcp.p99_us if tcp else None, 1),
             _num(tcp.p999_us if tcp else None, 1),
         ])
@@ -187,17 +213,23 @@ def render_table(report: BenchReport) -> str:
         fallback = c.tcp.result if c.tcp is not None else None
         if fallback and fallback.get("load_generator") == PYTHON_FALLBACK:
             fallbacks.add(str(fallback.get("load_generator_note", "")))
-    headers = ["server", "kind", "UDP dgram/s", f"x{base}", "p50 us", "p99 us", "p99.9 us",
-               "TCP MB/s", f"x{base}", "p50 us", "p99 us", "p99.9 us"]
+    xc = ["x c"] if with_c else []
+    headers = ["server", "kind", "UDP dgram/s", f"x{base}", *xc, "p50 us", "p99 us", "p99.9 us",
+               "TCP MB/s", f"x{base}", *xc, "TCP msg/s", *xc, "p50 us", "p99 us", "p99.9 us"]
+    pipeline = s.get("pipeline", _DEFAULT_PIPELINE)
     lines = [
         f"horizon bench: loopback echo, {s['duration']}s per measurement, {s['size']}-byte "
-        f"messages, UDP window {s['window']}{_connections(s)}; {s['placement']}",
+        f"messages, UDP window {s['window']}{_connections(s)}, TCP pipeline {pipeline}; "
+        f"{s['placement']}",
         f"machine: {report.machine.summary()}",
         "",
         format_table(headers, rows),
         "",
-        f"x{base}: throughput relative to {base} (higher is better). Round trips (us) have one "
-        "message in flight: UDP window 1, TCP ping-pong.",
+        f"x{base}: throughput relative to {base} (higher is better)"
+        + ("; x c: relative to c, the C reference server (the machine's limit)." if with_c
+           else "."),
+        "Round trips (us) have one message in flight: UDP window 1, TCP ping-pong. TCP msg/s: "
+        f"{pipeline} messages in flight on one connection (their round trips are in --json).",
     ]
     lines += sorted(note for note in fallbacks if note)
     lines += notes
@@ -253,6 +285,7 @@ def _validate(args: argparse.Namespace) -> None:
         )
     args.baseline = "stdlib" if args.baseline is None else args.baseline
     args.connections = 1 if args.connections is None else args.connections
+    args.pipeline = _DEFAULT_PIPELINE if args.pipeline is None else args.pipeline
     if not 0.05 <= args.duration <= 600:
         raise CommandError(f"--duration must be 0.05 to 600 seconds, got {args.duration}")
     if not _MIN_SIZE <= args.size <= _MAX_SIZE:
@@ -263,6 +296,8 @@ def _validate(args: argparse.Namespace) -> None:
         raise CommandError(
             f"--connections must be 1 to {_MAX_CONNECTIONS}, got {args.connections}"
         )
+    if not 1 <= args.pipeline <= _MAX_PIPELINE:
+        raise CommandError(f"--pipeline must be 1 to {_MAX_PIPELINE}, got {args.pipeline}")
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -289,7 +324,9 @@ def _describe(m: Measurement) -> str:
     latency = f", p50 {p50:.1f} us" if isinstance(p50, float) else ""
     if m.protocol == "udp":
         return f"{m.result['datagrams_per_s']:,.0f} datagrams/s{latency}"
-    return f"{m.result['bytes_per_s'] / 1e6:,.1f} MB/s{latency}"
+    messages = m.result.get("messages_per_s")
+    pipelined = f", {messages:,.0f} messages/s" if isinstance(messages, int | float) else ""
+    return f"{m.result['bytes_per_s'] / 1e6:,.1f} MB/s{pipelined}{latency}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -309,7 +346,7 @@ def run(args: argparse.Namespace) -> int:
     total = len(runnable) * len(PROTOCOLS)
     _progress(
         f"horizon bench: {len(runnable)} servers x {len(PROTOCOLS)} protocols, "
-        f"about {total * (2 * (args.duration + warmup) + 0.6):.0f}s; {placement.describe()}"
+        f"about {total * (2.5 * (args.duration + warmup) + 0.6):.0f}s; {placement.describe()}"
     )
     if not loadgen_ok:
         _progress(f"  note: {loadgen_reason}: UDP is not measured, TCP falls back to the Python "
@@ -331,14 +368,14 @@ def run(args: argparse.Namespace) -> int:
                 results[protocol] = measure(
                     contender.name, protocol, placement, duration=args.duration,
                     warmup=warmup, size=args.size, window=args.window,
-                    connections=args.connections,
+                    connections=args.connections, pipeline=args.pipeline,
                 )
             _progress(f"  [{done}/{total}] {contender.name} {protocol}: "
                       f"{_describe(results[protocol])}")
         measured.append(attrs.evolve(contender, udp=results["udp"], tcp=results["tcp"]))
     settings = {
         "duration": args.duration, "warmup": warmup, "size": args.size, "window": args.window,
-        "connections": args.connections,
+        "connections": args.connections, "pipeline": args.pipeline,
         "load_generator": "native" if loadgen_ok else PYTHON_FALLBACK,
         "scenario": "echo",
         "placement": placement.describe(), "server_cpu": placement.server_cpu,
@@ -441,7 +478,8 @@ def _ratio_columns(report: RoundsReport) -> list[tuple[str, Callable[[RoundsRow]
         return _over(row, plain)
 
     if report.scenario == "gso":
-        return [("xstdlib", over("stdlib")), ("xuvloop", over("uvloop"))]
+        return [("xstdlib", over("stdlib")), ("xuvloop", over("uvloop")),
+                ("x c", lambda row: report.ratio_to_c(row.label))]
     return [("xanyio-plain", over_plain), ("xuvloop-protocol", over("uvloop-protocol"))]
 
 
@@ -462,7 +500,8 @@ def render_rounds(report: RoundsReport, title: str) -> str:
         cells = [r.label] + ([r.backend] if backend else [])
         if rtt:
             cells += [_num(m.get("p50_us"), 1), _num(m.get("p99_us"), 1),
-                      _num(m.get("p999_us"), 1), _num(m.get("median_rate")),
+                      _num(m.get("p999_us"), 1), _ratio(report.ratio_to_c(r.label)),
+                      _num(m.get("median_rate")),
                       _num(m.get("per_cpu_second")), _num(m.get("samples"))]
         else:
             cells += [_num(m.get("median_rate")), _num(m.get("best_rate"))]
@@ -471,7 +510,7 @@ def render_rounds(report: RoundsReport, title: str) -> str:
         rows.append(cells)
     headers = ["server"] + (["backend"] if backend else [])
     if rtt:
-        headers += ["p50 us", "p99 us", "p99.9 us", "trips/s", "per CPU-s", "samples"]
+        headers += ["p50 us", "p99 us", "p99.9 us", "x c", "trips/s", "per CPU-s", "samples"]
     else:
         headers += ["median/s", "best/s", *(name for name, _ in ratios), "per CPU-s", "lost"]
     window = "window 1, the client spinning" if rtt else f"window {s['window']}"
@@ -487,10 +526,15 @@ def render_rounds(report: RoundsReport, title: str) -> str:
     ]
     if rtt:
         lines.append(f"native-spin: NetConfig.spin_budget={s['spin_budget']} us; "
-                     "native-blocking: the same server blocking in epoll.")
+                     "native-blocking: the same server blocking in epoll; c-spin, c-blocking: "
+                     "the C reference server spinning as long, and blocking.")
+        lines.append("x c: the C row of the same mode's p50 over this row's (higher is better).")
         cut = report.ratio("native-spin", "native-blocking", "p50_us")
         if cut is not None:
             lines.append(f"spin budget changes the median round trip by {cut - 1:+.0%}")
+    elif report.scenario == "gso":
+        lines.append("x c: median rate relative to c, the C reference server (recvmmsg/sendmmsg "
+                     "echo, no GSO).")
     return "\n".join(lines + notes)
 
 

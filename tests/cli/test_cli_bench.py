@@ -14,6 +14,7 @@ import pytest
 
 from horizon_drivers.bench import child as bench_child
 from horizon_drivers.bench.child import load_generator_status
+from horizon_drivers.bench.peers import peer_status
 from horizon_drivers.bench.report import BenchReport, Contender
 from horizon_drivers.bench.runner import Measurement, Placement, measure
 from horizon_drivers.cli.bench import render_table
@@ -84,6 +85,38 @@ def test_bench_tiny_run_writes_json_and_plot(tmp_path: Path) -> None:
     assert server["tcp_bytes"] > 0
     if plot:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(not load_generator_status()[0], reason=load_generator_status()[1])
+def test_bench_c_peer_gives_every_row_a_ratio_to_it(tmp_path: Path) -> None:
+    if not peer_status("c").available:
+        pytest.skip(peer_status("c").reason)
+    out = tmp_path / "bench.json"
+    result = run_horizon("bench", "--duration", "0.1", "--drivers", "none", "--peers",
+                         "c,stdlib", "--pipeline", "16", "--json", str(out), timeout=150)
+    assert result.returncode == 0, result.stderr
+    assert "x c" in result.stdout
+    assert "TCP msg/s" in result.stdout
+    report = json.loads(out.read_text())
+    assert report["reference"] == "c"
+    assert report["settings"]["pipeline"] == 16
+    by_name = {c["name"]: c for c in report["contenders"]}
+    assert set(by_name) == {"c", "stdlib"}
+    for name in ("c", "stdlib"):
+        tcp = by_name[name]["tcp"]["result"]
+        assert tcp is not None, by_name[name]["tcp"]["error"]
+        assert tcp["pipeline"] == 16
+        assert _positive(tcp["messages_per_s"])
+        assert tcp["rtt_pipelined"]["samples"] > 0
+        assert by_name[name]["udp"]["result"] is not None, by_name[name]["udp"]["error"]
+        ratios = by_name[name]["ratios_to_c"]
+        for key in ("udp_datagrams_per_s", "tcp_bytes_per_s", "tcp_messages_per_s",
+                    "tcp_rtt_p50", "udp_rtt_p50"):
+            assert _positive(ratios[key]), key
+    assert by_name["c"]["ratios_to_c"]["tcp_messages_per_s"] == pytest.approx(1.0)
+    # The C server reports its own counts on the way out, like a Horizon driver.
+    assert by_name["c"]["tcp"]["server"]["bytes_received"] > 0
+    assert by_name["c"]["udp"]["server"]["received"] > 0
 
 
 def test_a_server_that_cannot_start_is_a_reported_failure_not_a_hang() -> None:

@@ -51,6 +51,14 @@ def test_gso_scenario(tmp_path: Path) -> None:
     labels = {label for label, _ in rows}
     assert {"native", "native-plain", "stdlib"} <= labels
     assert ("uvloop" in labels) == peer_status("uvloop").available
+    assert ("c" in labels) == peer_status("c").available
+    by_label = {row["label"]: row for row in report["rows"]}
+    if "c" in labels:
+        # Every row's median rate over the C reference server's, in the JSON and the table.
+        assert by_label["c"]["ratio_to_c"] == pytest.approx(1.0)
+        assert by_label["native"]["ratio_to_c"] > 0
+        assert by_label["stdlib"]["c_row"] == "c"
+        assert "x c" in stdout
     for row in rows.values():
         summary = row["summary"]
         assert summary["median_rate"] > 0
@@ -64,7 +72,16 @@ def test_gso_scenario(tmp_path: Path) -> None:
 def test_spin_scenario(tmp_path: Path) -> None:
     stdout, report = _run(tmp_path, "spin", "--spin-budget", "20")
     rows = _measured(report)
-    assert set(rows) == {("native-spin", None), ("native-blocking", None)}
+    expected = {("native-spin", None), ("native-blocking", None)}
+    if peer_status("c").available:
+        expected |= {("c-spin", None), ("c-blocking", None)}
+        by_label = {row["label"]: row for row in report["rows"]}
+        assert by_label["native-spin"]["c_row"] == "c-spin"
+        assert by_label["native-blocking"]["c_row"] == "c-blocking"
+        assert by_label["c-spin"]["ratio_to_c"] == pytest.approx(1.0)
+        assert by_label["native-spin"]["ratio_to_c"] > 0
+        assert "x c" in stdout
+    assert set(rows) == expected
     assert report["settings"]["window"] == 1
     assert report["settings"]["spin_budget"] == 20
     for row in rows.values():
@@ -99,6 +116,9 @@ def test_aio_backends_scenario(tmp_path: Path) -> None:
         (("--scenario", "spin", "--peers", "stdlib"), "--peers applies to --scenario echo only"),
         (("--scenario", "gso", "--spin-budget", "-1"), "--spin-budget must be"),
         (("--scenario", "gso", "--buffer", "1"), "--buffer must be"),
+        (("--scenario", "gso", "--pipeline", "8"), "--pipeline applies to --scenario echo only"),
+        (("--pipeline", "0"), "--pipeline must be 1 to 4096, got 0"),
+        (("--pipeline", "5000"), "--pipeline must be 1 to 4096"),
     ],
 )
 def test_bad_scenario_values_are_refused_with_one_line(args: tuple[str, ...], message: str) -> None:

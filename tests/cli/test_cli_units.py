@@ -119,3 +119,44 @@ def test_cpu_model_falls_back(tmp_path: Path) -> None:
     cpuinfo.write_text("processor\t: 0\nmodel name\t: Example CPU @ 3GHz\n")
     assert cpu_model(cpuinfo) == "Example CPU @ 3GHz"
     assert cpu_model(tmp_path / "missing") != ""
+
+
+def _with_tcp(name: str, udp_rate: float, messages: float, p50_ns: int) -> Contender:
+    rtt = summarize_rtts([p50_ns] * 10)
+    assert rtt is not None
+    udp = Measurement("udp", {"datagrams_per_s": udp_rate, "rtt": rtt.to_dict()}, None)
+    tcp = Measurement("tcp", {"bytes_per_s": 1e6, "messages_per_s": messages,
+                              "rtt": rtt.to_dict(), "rtt_pipelined": rtt.to_dict()}, None)
+    return Contender(name, "peer", udp, tcp)
+
+
+def test_report_ratios_to_the_c_reference_server() -> None:
+    machine = MachineDescription("cpu", "Linux 6", "CPython 3.11", 2, 2)
+    settings = {"duration": 1.0, "size": 64, "window": 64, "placement": "pinned",
+                "pipeline": 256}
+    report = BenchReport(machine, settings, "stdlib", (
+        _with_tcp("c", 400_000, 2_000_000, 10_000),
+        _with_tcp("stdlib", 100_000, 500_000, 40_000),
+    ))
+    assert report.ratio("stdlib", "tcp", "messages_per_s", "c") == pytest.approx(0.25)
+    assert report.latency_ratio("stdlib", "tcp", "c", "rtt_pipelined") == pytest.approx(0.25)
+    data = report.to_dict()
+    assert data["reference"] == "c"
+    by_name = {c["name"]: c for c in data["contenders"]}
+    assert by_name["stdlib"]["ratios_to_c"]["udp_datagrams_per_s"] == pytest.approx(0.25)
+    assert by_name["stdlib"]["ratios_to_c"]["tcp_messages_per_s"] == pytest.approx(0.25)
+    assert by_name["c"]["ratios"]["tcp_messages_per_s"] == pytest.approx(4.0)
+    assert all(v == pytest.approx(1.0) for v in by_name["c"]["ratios_to_c"].values())
+    table = render_table(report)
+    assert "x c" in table
+    assert "TCP msg/s" in table
+    assert "2,000,000" in table
+    assert "0.25x" in table
+    assert "TCP pipeline 256" in table
+    # Without a measured c row the x c columns are left out.
+    without = BenchReport(machine, settings, "stdlib", (
+        Contender("c", "peer", skipped="the C reference server is not built here"),
+        _with_tcp("stdlib", 100_000, 500_000, 40_000),
+    ))
+    assert "x c" not in render_table(without)
+    assert without.to_dict()["contenders"][1]["ratios_to_c"]["tcp_messages_per_s"] is None

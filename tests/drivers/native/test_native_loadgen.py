@@ -17,8 +17,10 @@ from tests.drivers.native.native_helpers import LOOPBACKS, WAIT, bracket  # firs
 # isort: split
 from horizon_drivers.bench.loadgen import (
     MAX_CONNECTIONS,
+    MAX_PIPELINE,
     MAX_TCP_SIZE,
     MAX_WINDOW,
+    run_tcp_pipelined,
     run_tcp_rtt,
     run_tcp_throughput,
     run_udp_load,
@@ -304,9 +306,81 @@ def test_tcp_round_trip_samples_stop_at_the_preallocated_array(
                        max_samples=0)["rtt_ns"] == {"samples": 0}
 
 
+@pytest.mark.parametrize("host", LOOPBACKS)
+@pytest.mark.parametrize(("size", "pipeline"), [(64, 256), (1, 1), (3000, 5)])
+def test_tcp_pipelined_counts_messages_and_times_each(
+    tcp_server: Callable[..., TcpEchoServer], host: str, size: int, pipeline: int
+) -> None:
+    server = tcp_server(host)
+    started = time.monotonic()
+    wanted = [0.0, 0.5, 0.99, 1.0]
+    result = run_tcp_pipelined(server.address, duration=0.2, warmup=0.05, size=size,
+                               pipeline=pipeline, timeout=2.0, quantiles=wanted)
+    assert time.monotonic() - started < 0.25 + 2.0 + SLACK
+    rtt = result["rtt_ns"]
+    assert (result["size"], result["pipeline"]) == (size, pipeline)
+    assert 0 < result["messages"] == rtt["samples"] <= result["total_messages"]
+    # Every completed message came back whole; no more than `pipeline` were ever outstanding.
+    assert result["total_messages"] == result["total_received"] // size
+    assert result["total_received"] <= result["total_sent"]
+    assert result["total_sent"] <= (result["total_messages"] + pipeline) * size
+    assert result["seconds"] == pytest.approx(0.2, abs=0.1)
+    assert result["rate"] == pytest.approx(result["messages"] / result["seconds"])
+    assert 0 < rtt["min"] <= rtt["p50"] <= rtt["p99"] <= rtt["max"]
+    _check_quantiles(rtt, wanted)
+
+
+def test_tcp_pipelined_samples_stop_at_the_preallocated_array(
+    tcp_server: Callable[..., TcpEchoServer],
+) -> None:
+    server = tcp_server()
+    result = run_tcp_pipelined(server.address, duration=0.1, warmup=0.0, max_samples=5)
+    assert result["rtt_ns"]["samples"] == 5 < result["messages"]
+
+
+def test_tcp_pipelined_refuses_an_echo_out_of_order() -> None:
+    # A server that answers every message with message 1's bytes: the 2nd echo is wrong.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        stop = threading.Event()
+
+        def serve() -> None:
+            listener.settimeout(WAIT)
+            conn, _ = listener.accept()
+            with conn:
+                conn.settimeout(0.05)
+                while not stop.is_set():
+                    try:
+                        data = conn.recv(65536)
+                    except TimeoutError:
+                        continue
+                    except OSError:
+                        return
+                    if not data:
+                        return
+                    reply = (1).to_bytes(8, "little") + bytes(56)
+                    try:
+                        conn.sendall(reply * (len(data) // 64 + 1))
+                    except OSError:
+                        return
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        try:
+            with pytest.raises(OSError) as info:
+                run_tcp_pipelined(f"127.0.0.1:{listener.getsockname()[1]}", duration=2.0,
+                                  warmup=0.0, timeout=1.0)
+            assert info.value.errno == errno.EBADMSG
+        finally:
+            stop.set()
+            thread.join(WAIT)
+
+
 TCP_MODES: dict[str, Callable[..., dict[str, Any]]] = {
     "throughput": run_tcp_throughput,
     "rtt": run_tcp_rtt,
+    "pipelined": run_tcp_pipelined,
 }
 
 
@@ -371,3 +445,9 @@ def test_tcp_bad_arguments_are_refused() -> None:
         run_udp_load(target, quantiles=[-0.1])
     with pytest.raises(ValueError):
         run_tcp_rtt("localhost:9")
+    with pytest.raises(ValueError, match="pipeline must be"):
+        run_tcp_pipelined(target, pipeline=0)
+    with pytest.raises(ValueError, match="pipeline must be"):
+        run_tcp_pipelined(target, pipeline=MAX_PIPELINE + 1)
+    with pytest.raises(ValueError, match="pipeline x size"):
+        run_tcp_pipelined(target, pipeline=MAX_PIPELINE, size=MAX_TCP_SIZE // 2)

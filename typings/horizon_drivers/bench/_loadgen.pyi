@@ -5,8 +5,10 @@ from typing import Any, Final
 
 __all__ = [
     "MAX_CONNECTIONS",
+    "MAX_PIPELINE",
     "MAX_TCP_SIZE",
     "MAX_WINDOW",
+    "tcp_pipelined",
     "tcp_rtt",
     "tcp_throughput",
     "udp_load",
@@ -15,6 +17,7 @@ __all__ = [
 MAX_WINDOW: Final[int]
 MAX_CONNECTIONS: Final[int]
 MAX_TCP_SIZE: Final[int]
+MAX_PIPELINE: Final[int]
 
 def udp_load(
     fd: int,
@@ -44,6 +47,18 @@ def tcp_rtt(
     peer: str = "the server",
     duration: float = 2.0,
     size: int = 64,
+    warmup: float = 0.5,
+    busy_wait: bool = False,
+    timeout: float = 5.0,
+    max_samples: int = 2000000,
+) -> dict[str, Any]: ...
+def tcp_pipelined(
+    fd: int,
+    *,
+    peer: str = "the server",
+    duration: float = 2.0,
+    size: int = 64,
+    pipeline: int = 256,
     warmup: float = 0.5,
     busy_wait: bool = False,
     timeout: float = 5.0,
