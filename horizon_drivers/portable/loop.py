@@ -41,7 +41,7 @@ from collections.abc import Callable
 from horizon_core.config import NetConfig, resolve_config
 from horizon_core.contract import Pollable
 from horizon_core.errors import SocketClosedError
-from horizon_core.events import Event, Interest, Readiness
+from horizon_core.events import Event, Interest, Readiness, check_interest, check_timeout
 from horizon_core.slab import Slab, Token
 from horizon_drivers.lifecycle import ReleaseOnce
 from horizon_drivers.run_loop import RunLoop
@@ -63,12 +63,8 @@ class _Registration:
 
 
 def _selector_mask(interest: Interest) -> int:
-    mask = int(interest) & 3
-    if not isinstance(interest, int) or mask == 0 or int(interest) & ~3:
-        raise ValueError(
-            f"interest must be Interest.READABLE, Interest.WRITABLE or both, got {interest!r}"
-        )
-    return mask
+    # Interest's READABLE/WRITABLE bits are selectors' EVENT_READ/EVENT_WRITE.
+    return int(check_interest(interest))
 
 
 def _is_closed(source: Pollable) -> bool:
@@ -237,10 +233,9 @@ class Runtime(ReleaseOnce):
         wake-up returns early, possibly with no events.
         """
         self._check_open("poll")
+        timeout = check_timeout(timeout)
         if timeout is None:
             timeout = self._default_timeout
-        elif not timeout >= 0:
-            raise ValueError(f"timeout must be None or >= 0 seconds, got {timeout!r}")
         events: list[Event] = []
         for key, mask in self._select(timeout):
             token = key.data

@@ -51,14 +51,13 @@ Example:
 from __future__ import annotations
 
 import errno
-import itertools
 import socket
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any, Final, Literal
 
 from horizon_core.addresses import PACKED_ADDRESS_SIZE, SocketAddress, as_socket_address, wrong_family_error
-from horizon_core.buffers import Batch
+from horizon_core.buffers import Batch, check_batch, check_start
 from horizon_core.contract import AddressLike, BytesLike, WritableBuffer
 from horizon_core.options import Level, OptionReport, OptionStatus
 from horizon_core.stats import Stats, StatsSnapshot
@@ -257,6 +256,7 @@ class UdpSocket(OwnedSocket):
         The batch must be empty. BlockingIOError when nothing is waiting. Truncated datagrams are
         flagged with their true length.
         """
+        check_batch(batch)
         sock = self._live("recv_batch")
         stats = self._stats
         pending, self._pending = self._pending, None
@@ -387,15 +387,15 @@ class UdpSocket(OwnedSocket):
         peer; a Batch slot holding a GRO buffer leaves as its segments (UDP GSO).
         """
         sock = self._live("send_batch")
-        if type(start) is not int or start < 0:
-            raise ValueError(f"start must be an int >= 0, got {start!r}")
         outgoing: list[tuple[BytesLike, Any, int]]
         if isinstance(datagrams, Batch):
+            check_start(start, len(check_batch(datagrams)))
             outgoing = self._slots_to_send(datagrams, start)
         else:
+            pairs = datagrams if isinstance(datagrams, list | tuple) else list(datagrams)
             outgoing = [
                 (payload, None if address is None else self._target(address), 0)
-                for payload, address in itertools.islice(datagrams, start, None)
+                for payload, address in pairs[check_start(start, len(pairs)) :]
             ]
         sent = nbytes = 0
         error: OSError | None = None

@@ -24,7 +24,7 @@ import attrs
 from horizon_core.config import NetConfig
 from horizon_core.contract import Pollable
 from horizon_core.errors import SocketClosedError
-from horizon_core.events import Event, Interest, Readiness
+from horizon_core.events import Event, Interest, Readiness, check_interest, check_timeout
 from horizon_core.slab import Slab, Token
 from horizon_drivers.lifecycle import ReleaseOnce
 from horizon_drivers.run_loop import RunLoop
@@ -44,11 +44,6 @@ class _Registration:
     source: SimSocket
     interest: Interest
 
-
-def _check_interest(interest: object) -> Interest:
-    if not isinstance(interest, Interest) or not interest:
-        raise ValueError(f"interest must be a non-empty Interest, got {interest!r}")
-    return interest
 
 
 class SimRuntime(ReleaseOnce):
@@ -99,7 +94,7 @@ class SimRuntime(ReleaseOnce):
             raise TypeError(f"the sim runtime only watches sim sockets, got {source!r}")
         if source._net is not self._net:
             raise ValueError(f"{source!r} belongs to another SimNetwork")
-        interest = _check_interest(interest)
+        interest = check_interest(interest)
         if source.closed:
             # As native and portable: a closed socket has no descriptor to watch.
             raise SocketClosedError("socket", "register")
@@ -115,7 +110,7 @@ class SimRuntime(ReleaseOnce):
         """Change what ``token``'s source is watched for (StaleTokenError if not live)."""
         self._check_open("reregister with")
         registration = self._slab.get(token)
-        registration.interest = _check_interest(interest)
+        registration.interest = check_interest(interest)
 
     def deregister(self, token: Token) -> None:
         """Stop watching; ``token`` is stale from now on (StaleTokenError if it already was)."""
@@ -130,13 +125,7 @@ class SimRuntime(ReleaseOnce):
         ``timeout=None`` waits until something is ready. Nothing ever sleeps for real.
         """
         self._check_open("poll")
-        if timeout is not None and (
-            not isinstance(timeout, int | float)
-            or isinstance(timeout, bool)
-            or math.isnan(timeout)
-            or timeout < 0
-        ):
-            raise ValueError(f"timeout must be None or seconds >= 0, got {timeout!r}")
+        timeout = check_timeout(timeout)
         net = self._net
         net.settle()
         deadline = None if timeout is None else net.now + timeout

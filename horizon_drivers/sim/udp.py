@@ -28,7 +28,7 @@ from typing import Final
 import attrs
 
 from horizon_core.addresses import SocketAddress, as_socket_address, wrong_family_error
-from horizon_core.buffers import Batch
+from horizon_core.buffers import Batch, check_batch, check_start
 from horizon_core.config import NetConfig
 from horizon_core.contract import AddressLike, BytesLike, Datagrams, WritableBuffer
 from horizon_core.events import Readiness
@@ -173,9 +173,10 @@ class SimUdpSocket(SimulatedSocket, ReleaseOnce):
         ends the batch early and is not raised (sendmmsg); an error on the first is raised.
         Datagrams of a Batch without an address go to the connected peer."""
         self._check_open("send_batch")
-        if type(start) is not int or start < 0:
-            raise ValueError(f"start must be an int >= 0, got {start!r}")
-        items = self._items(datagrams)[start:]
+        if isinstance(datagrams, Batch):
+            check_batch(datagrams)
+        items = self._items(datagrams)
+        items = items[check_start(start, len(items)) :]
         sent = 0
         nbytes = 0
         error: OSError | None = None
@@ -250,6 +251,7 @@ class SimUdpSocket(SimulatedSocket, ReleaseOnce):
 
     def recv_batch(self, batch: Batch) -> int:
         """Receive up to ``batch.capacity`` datagrams; BlockingIOError when none waits now."""
+        check_batch(batch)
         self._check_open("recv_batch")
         stats = self._stats
         first, count = batch.begin_receive()

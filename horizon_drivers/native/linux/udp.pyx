@@ -52,7 +52,7 @@ from horizon_drivers.native.linux.descriptor cimport OwnedDescriptor, send_buffe
 import socket as _socket
 
 from horizon_core.addresses import wrong_family_error
-from horizon_core.buffers import Batch
+from horizon_core.buffers import Batch, check_batch, check_start
 from horizon_core.config import resolve_config
 from horizon_core.stats import HISTOGRAM_BUCKETS, StatsSnapshot
 
@@ -63,6 +63,9 @@ MAX_BATCH = HORIZON_MAX_MMSG
 
 cdef enum:
     BUCKETS = 12
+
+# Starts above this cannot be a datagram index (no batch is that long); they go to check_start.
+cdef Py_ssize_t HORIZON_MAX_START = 1 << 62
 
 assert HISTOGRAM_BUCKETS == BUCKETS, "horizon_core.stats.HISTOGRAM_BUCKETS changed"
 
@@ -347,6 +350,8 @@ cdef class UdpSocket(OwnedDescriptor):
         ``BlockingIOError`` when none is waiting. Per slot it records the stored length, the
         datagram's true length and truncated flag (MSG_TRUNC), the GRO stride and the sender.
         """
+        if type(batch) is not Batch:
+            check_batch(batch)  # TypeError for None or a BufferPool, not an AttributeError
         cdef int fd = self._enter("receive on")
         try:
             if self._recv_busy:
@@ -487,7 +492,7 @@ cdef class UdpSocket(OwnedDescriptor):
 
     # -- batch send --------------------------------------------------------------------------
 
-    def send_batch(self, datagrams, Py_ssize_t start=0):
+    def send_batch(self, datagrams, start=0):
         """Send datagrams ``start..`` (at most MAX_BATCH) in one sendmmsg; return how many went.
 
         ``datagrams`` is a Batch of FILLED slots (sent in fill order, addresses taken from the
@@ -495,15 +500,21 @@ cdef class UdpSocket(OwnedDescriptor):
         Fewer than asked is a partial send, counted in ``stats.partial_sends``: call again with
         ``start`` advanced. Raises ``BlockingIOError`` when the first datagram would block.
         """
+        if type(start) is not int or not 0 <= start <= HORIZON_MAX_START:
+            # A bool, a float or an int past Py_ssize_t: the core's check names the bounds.
+            check_start(start, len(datagrams) if hasattr(datagrams, "__len__") else 0)
+        is_batch = type(datagrams) is Batch or isinstance(datagrams, Batch)
+        if is_batch:
+            datagrams._check_active()  # a freed batch is an error, as in recv_batch
         cdef int fd = self._enter("send on")
         try:
             if self._send_busy:
                 raise RuntimeError("send_batch is already running on this socket in another thread")
             self._send_busy = True
             try:
-                if type(datagrams) is Batch or isinstance(datagrams, Batch):
+                if is_batch:
                     return self._send_from_batch(fd, datagrams, start)
-                return self._send_pairs(fd, datagrams, start)
+                return _send_pairs(self, fd, datagrams, start)
             finally:
                 self._send_busy = False
         finally:
@@ -570,45 +581,6 @@ cdef class UdpSocket(OwnedDescriptor):
             # nothing below reads it.
             PyBuffer_Release(&order_buf)
         return self._send_built(fd, vlen, requested)
-
-    cdef Py_ssize_t _send_pairs(self, int fd, object datagrams, Py_ssize_t start) except -1:
-        cdef Py_ssize_t total, requested
-        cdef unsigned int vlen, i, acquired = 0
-        cdef msghdr *hdr
-        items = datagrams if isinstance(datagrams, (list, tuple)) else list(datagrams)
-        total = len(items)
-        vlen = self._reserve_span(start, total)
-        if vlen == 0:
-            return 0
-        requested = total - start
-        try:
-            for i in range(vlen):
-                payload, address = items[start + i]
-                PyObject_GetBuffer(payload, &self._sbufs[i], PyBUF_SIMPLE)
-                acquired += 1
-                self._siov[i].iov_base = self._sbufs[i].buf
-                self._siov[i].iov_len = self._sbufs[i].len
-                hdr = &self._smsgs[i].msg_hdr
-                hdr.msg_flags = 0
-                hdr.msg_control = NULL
-                hdr.msg_controllen = 0
-                if address is None:
-                    hdr.msg_name = NULL
-                    hdr.msg_namelen = 0
-                    continue
-                try:
-                    sockaddr_from_address(address, self._family, &self._snames[i],
-                                          &hdr.msg_namelen)
-                except OSError:  # the other family: send what precedes it, as with a Batch
-                    if i == 0:
-                        raise
-                    vlen = i
-                    break
-                hdr.msg_name = &self._snames[i]
-            return self._send_built(fd, vlen, requested)
-        finally:
-            for i in range(acquired):
-                PyBuffer_Release(&self._sbufs[i])
 
     cdef unsigned int _reserve_span(self, Py_ssize_t start, Py_ssize_t total) except? 0:
         """Check ``start`` against ``total`` datagrams; return how many one sendmmsg takes from
@@ -798,3 +770,6 @@ cdef class UdpSocket(OwnedDescriptor):
                 raise_errno(err, "connect")
         finally:
             self._leave()
+
+
+include "udp_send_pairs.pxi"

@@ -75,10 +75,10 @@ import time as _time
 import weakref as _weakref
 
 from horizon_core.addresses import SocketAddress, as_socket_address, wrong_family_error
-from horizon_core.buffers import Batch, BufferPool
+from horizon_core.buffers import Batch, BufferPool, check_batch, check_start
 from horizon_core.config import resolve_config
 from horizon_core.errors import SocketClosedError
-from horizon_core.events import Event, Readiness
+from horizon_core.events import Event, Readiness, check_interest, check_timeout
 from horizon_core.slab import Slab
 from horizon_core.stats import Stats
 from horizon_drivers.run_loop import RunLoop

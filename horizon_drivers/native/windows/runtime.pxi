@@ -65,13 +65,7 @@ cdef class Runtime:
 
     @staticmethod
     def _mask(interest):
-        if not isinstance(interest, int) or isinstance(interest, bool):
-            raise TypeError(f"interest must be an Interest, got {interest!r}")
-        bits = int(interest)
-        if bits < 0 or bits & ~3:
-            raise ValueError(f"interest must combine Interest.READABLE and Interest.WRITABLE, "
-                             f"got {interest!r}")
-        return bits
+        return int(check_interest(interest))
 
     def register(self, source, interest):
         """Watch one of this driver's sockets for ``interest``; return its token."""
@@ -116,6 +110,7 @@ cdef class Runtime:
         self._check("poll")
         if self._polling:
             raise RuntimeError("poll_once is already running on this runtime in another thread")
+        timeout = check_timeout(timeout)
         if timeout is None:
             timeout = self._default_timeout
         wait_ms = _milliseconds(timeout)

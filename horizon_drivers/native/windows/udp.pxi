@@ -249,8 +249,7 @@ cdef class UdpSocket(_Endpoint):
         cdef unsigned long long nbytes = 0
         cdef Py_ssize_t ntrunc = 0
         self._check("UDP socket", "receive on")
-        if not isinstance(batch, Batch):
-            raise TypeError(f"recv_batch needs a Batch, got {type(batch).__name__}")
+        check_batch(batch)
         _harvest(0, None)
         first, count = batch.begin_receive()
         take = count if count < self._fifo_len else self._fifo_len
@@ -364,7 +363,7 @@ cdef class UdpSocket(_Endpoint):
         self._stats.errors += 1
         raise _error(err, "WSASendTo")
 
-    def send_batch(self, datagrams, Py_ssize_t start=0):
+    def send_batch(self, datagrams, start=0):
         """Send datagrams ``start..`` with WSASendTo each; return how many went.
 
         ``datagrams`` is a Batch of FILLED slots (addresses in packed form) or
@@ -379,9 +378,8 @@ cdef class UdpSocket(_Endpoint):
         cdef Py_buffer buf
         self._check("UDP socket", "send on")
         if isinstance(datagrams, Batch):
-            total = len(datagrams)
-            if start < 0 or start > total:
-                raise IndexError(f"start must be 0..{total}, got {start}")
+            total = len(check_batch(datagrams))
+            check_start(start, total)
             if start == total:
                 return 0
             view = _PoolView(datagrams.pool)
@@ -403,8 +401,7 @@ cdef class UdpSocket(_Endpoint):
         else:
             items = datagrams if isinstance(datagrams, (list, tuple)) else list(datagrams)
             total = len(items)
-            if start < 0 or start > total:
-                raise IndexError(f"start must be 0..{total}, got {start}")
+            check_start(start, total)
             if start == total:
                 return 0
             for i in range(start, total):
