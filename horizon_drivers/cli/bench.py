@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -94,10 +95,19 @@ def parse_names(text: str | None, known: Sequence[str], option: str) -> tuple[st
         Traceback (most recent call last):
         ...
         horizon_drivers.cli.failures.CommandError: unknown name 'b' in --peers; known: a
+        >>> parse_names(" , ", ("a",), "--drivers")
+        Traceback (most recent call last):
+        ...
+        horizon_drivers.cli.failures.CommandError: --drivers names nothing; give names (known: a) or 'none'
     """
     if text is None:
         return tuple(known)
     names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        # An empty value is a mistake (an unset shell variable), not a request for everything.
+        raise CommandError(
+            f"{option} names nothing; give names (known: {', '.join(known)}) or 'none'"
+        )
     if names == ("none",):
         return ()
     for name in names:
@@ -298,6 +308,9 @@ def _validate(args: argparse.Namespace) -> None:
         )
     if not 1 <= args.pipeline <= _MAX_PIPELINE:
         raise CommandError(f"--pipeline must be 1 to {_MAX_PIPELINE}, got {args.pipeline}")
+    for option, value in (("--json", args.json), ("--plot", getattr(args, "plot", None))):
+        if value:
+            _check_writable(option, Path(value))
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -536,6 +549,17 @@ def render_rounds(report: RoundsReport, title: str) -> str:
         lines.append("x c: median rate relative to c, the C reference server (recvmmsg/sendmmsg "
                      "echo, no GSO).")
     return "\n".join(lines + notes)
+
+
+def _check_writable(option: str, path: Path) -> None:
+    """Refuse an output file that cannot be written before measuring for a minute, not after."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise CommandError(f"{option} {path}: is a folder; name a file")
+    if not folder.is_dir():
+        raise CommandError(f"{option} {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise CommandError(f"{option} {path}: not writable")
 
 
 def _write(path: Path, text: str) -> None:

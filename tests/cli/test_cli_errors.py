@@ -128,3 +128,12 @@ def test_bench_argument_errors() -> None:
     assert "--baseline 'asyncio' is not measured" in _one_line_failure(
         "bench", "--peers", "stdlib", "--baseline", "asyncio"
     )
+    assert "--drivers names nothing" in _one_line_failure("bench", "--drivers", "")
+    assert "--peers names nothing" in _one_line_failure("bench", "--peers", " , ")
+
+
+def test_bench_output_files_are_checked_before_measuring(tmp_path: Path) -> None:
+    # Fails in about a second: nothing is measured first (the default run takes a minute).
+    missing = tmp_path / "no" / "such" / "bench.json"
+    assert "does not exist" in _one_line_failure("bench", "--json", str(missing))
+    assert "is a folder" in _one_line_failure("bench", "--scenario", "gso", "--json", str(tmp_path))
