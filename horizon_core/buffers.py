@@ -45,10 +45,15 @@ from __future__ import annotations
 import array
 import enum
 from collections.abc import Iterator, Mapping
-from types import MappingProxyType
-from typing import TYPE_CHECKING, NamedTuple
+from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING, NamedTuple, Self
 
-from horizon_core.addresses import PACKED_ADDRESS_SIZE, SocketAddress
+from horizon_core.addresses import (
+    PACKED_ADDRESS_SIZE,
+    SocketAddress,
+    SocketAddressLike,
+    as_socket_address,
+)
 from horizon_core.errors import PoolExhaustedError, SlotStateError
 
 if TYPE_CHECKING:
@@ -203,6 +208,7 @@ class Datagram(NamedTuple):
     address: SocketAddress | None
     truncated: bool
     original_length: int
+    #: The GRO stride of the slot the datagram came from (0: it arrived alone).
     segment_size: int
 
 
@@ -603,7 +609,16 @@ class Batch:
         return self._slot_of(i)
 
     def __iter__(self) -> Iterator[Datagram]:
-        """The datagrams held, in fill order (POSTED slots are never yielded).
+        """Every datagram held, in fill order: a GRO slot yields one Datagram per datagram.
+
+        A slot with a GRO stride (``segment_size(i) > 0``, UDP_GRO on Linux) holds several
+        datagrams of one sender back to back, each ``stride`` bytes but the last; iteration cuts
+        it into them, each with the sender's address and the stride as ``segment_size``. If the kernel
+        cut the slot short (MSG_TRUNC), the datagram it cut is yielded truncated with its true
+        length; datagrams entirely past the cut left no bytes and are not yielded. Indexed
+        access (``payload(i)``, ``address(i)``...) and ``len()`` stay per slot, as ``send_batch``
+        sends them (a GRO slot echoed back leaves as one GSO send). POSTED slots are never
+        yielded.
 
         Example:
             >>> batch = BufferPool(2, 8).batch(2)
@@ -613,23 +628,65 @@ class Batch:
         """
         pool = self.pool
         memory, size = pool.memory, pool.slot_size
-        lengths, originals = pool.lengths, pool.original_lengths
+        lengths, originals, strides = pool.lengths, pool.original_lengths, pool.segment_sizes
         for slot in self.order:
             offset = slot * size
-            yield Datagram(
-                memory[offset : offset + lengths[slot]],
-                SocketAddress.unpack_from(pool.addresses, slot * PACKED_ADDRESS_SIZE),
-                bool(pool.truncated[slot]),
-                originals[slot],
-                pool.segment_sizes[slot],
-            )
+            address = SocketAddress.unpack_from(pool.addresses, slot * PACKED_ADDRESS_SIZE)
+            stored, stride, original = lengths[slot], strides[slot], originals[slot]
+            if not (stride and stored):
+                truncated = bool(pool.truncated[slot])
+                yield Datagram(memory[offset : offset + stored], address, truncated, original, stride)
+                continue
+            for at in range(0, stored, stride):
+                kept = min(stride, stored - at)
+                true_length = min(stride, original - at)
+                view = memory[offset + at : offset + at + kept]
+                yield Datagram(view, address, kept < true_length, true_length, stride)
+
+    @property
+    def datagram_count(self) -> int:
+        """How many datagrams iteration yields; ``len(batch)`` counts slots, and a GRO slot
+        holds several.
+
+        Example:
+            >>> pool = BufferPool(2, 64)
+            >>> batch = pool.batch(2)
+            >>> _ = batch.append(b"x" * 25)
+            >>> pool.segment_sizes[batch.slot(0)] = 10   # as a GRO receive leaves it
+            >>> len(batch), batch.datagram_count, [len(d.payload) for d in batch]
+            (1, 3, [10, 10, 5])
+        """
+        pool = self.pool
+        lengths, strides = pool.lengths, pool.segment_sizes
+        return sum(
+            -(-lengths[slot] // strides[slot]) if strides[slot] and lengths[slot] else 1
+            for slot in self.order
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Release every datagram held: ``with pool.batch(n) as batch:`` never leaks a slot."""
+        self.release()
 
     # -- composing (sending) -------------------------------------------------------------
 
-    def append(self, data: Buffer, address: SocketAddress | None = None) -> int:
+    def append(self, data: Buffer, address: SocketAddressLike | None = None) -> int:
         """Copy ``data`` into the next FREE slot of the run (WRITE); return its datagram index.
 
+        ``address`` is what ``send_to`` takes: a SocketAddress, a ``(host, port)`` tuple or
+        ``"host:port"`` text (None: the connected peer).
+
         Example:
+            >>> batch = BufferPool(2, 8).batch(2)
+            >>> print(batch.address(batch.append(b"x", "127.0.0.1:9")))
+            127.0.0.1:9
             >>> batch = BufferPool(2, 4).batch(2)
             >>> batch.append(b"12345")
             Traceback (most recent call last):
@@ -643,10 +700,10 @@ class Batch:
         if nbytes > pool.slot_size:
             raise ValueError(f"datagram of {nbytes} bytes does not fit a slot of {pool.slot_size} bytes")
         if address is not None and not isinstance(address, SocketAddress):
-            raise TypeError(
-                f"address must be a SocketAddress or None, got {address!r} "
-                "(normalize with horizon_core.addresses.as_socket_address)"
-            )
+            try:
+                address = as_socket_address(address)
+            except ValueError as exc:
+                raise TypeError(f"address: {exc}") from None
         slot = pool.states.find(_WRITE_FROM, self.start, self._end)
         if slot < 0:
             posted = pool.states.count(POSTED, self.start, self._end)

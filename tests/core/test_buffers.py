@@ -448,8 +448,9 @@ class PoolMachine(RuleBasedStateMachine):
             got = [
                 (bytes(d.payload), d.original_length, d.address, d.segment_size, d.truncated) for d in batch
             ]
-            want = [(*self.content[s], self.content[s][1] > len(self.content[s][0])) for s in order]
+            want = [d for s in order for d in split_gro(*self.content[s])]
             assert got == want
+            assert batch.datagram_count == len(want)
             for i, slot in enumerate(order):
                 assert batch.slot(i) == slot
                 assert bytes(batch.payload(i)) == self.content[slot][0]
@@ -662,13 +663,69 @@ def test_append_fills_the_next_free_slot_and_reports_full() -> None:
     assert [d.address for d in batch] == [PEERS[1], None]
 
 
+def split_gro(
+    stored: bytes, original: int, peer: SocketAddress | None, stride: int
+) -> list[tuple[bytes, int, SocketAddress | None, int, bool]]:
+    """The model of Batch iteration: (payload, true length, peer, stride, truncated) per datagram."""
+    if not (stride and stored):
+        return [(stored, original, peer, stride, original > len(stored))]
+    out = []
+    for at in range(0, len(stored), stride):
+        kept, true_length = min(stride, len(stored) - at), min(stride, original - at)
+        out.append((stored[at : at + kept], true_length, peer, stride, kept < true_length))
+    return out
+
+
 def test_append_validates_size_and_address() -> None:
     batch = BufferPool(2, 4).batch(2)
     with pytest.raises(ValueError, match="datagram of 5 bytes does not fit a slot of 4 bytes"):
         batch.append(b"12345")
-    with pytest.raises(TypeError, match="as_socket_address"):
-        batch.append(b"1", ("127.0.0.1", 9))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="address: expected an IP literal"):
+        batch.append(b"1", ("example.com", 9))
+    with pytest.raises(TypeError, match="address"):
+        batch.append(b"1", 9)  # type: ignore[arg-type]
     assert len(batch) == 0
+
+
+def test_append_takes_what_send_to_takes() -> None:
+    batch = BufferPool(4, 16).batch(4)
+    for address in (("127.0.0.1", 9), "127.0.0.1:9", SocketAddress.parse("127.0.0.1:9")):
+        batch.append(b"x", address)
+    assert {str(batch.address(i)) for i in range(3)} == {"127.0.0.1:9"}
+
+
+def test_a_batch_releases_on_leaving_its_with_block() -> None:
+    pool = BufferPool(2, 16)
+    with pool.batch(2) as batch:
+        batch.append(b"x")
+        batch.append(b"y")
+    assert len(batch) == 0
+    assert pool.counts()[SlotState.FREE] == 2
+
+
+def test_iteration_cuts_gro_slots_into_their_datagrams() -> None:
+    pool = BufferPool(2, 4096)
+    batch = pool.batch(2)
+    peer = SocketAddress.parse("127.0.0.1:9")
+    # What a GRO receive of 11 datagrams of 200 bytes leaves, the last one 4 bytes short.
+    payload = b"".join(bytes([i]) * (200 if i < 10 else 196) for i in range(11))
+    start, _ = batch.begin_receive()
+    pool.slot_view(start)[: len(payload)] = payload
+    pool.lengths[start], pool.original_lengths[start] = len(payload), len(payload)
+    pool.segment_sizes[start] = 200
+    peer.pack_into(pool.addresses, start * PACKED_ADDRESS_SIZE)
+    batch.commit_receive(1)
+    assert (len(batch), batch.datagram_count) == (1, 11)
+    got = list(batch)
+    assert [bytes(d.payload) for d in got] == [bytes([i]) * (200 if i < 10 else 196) for i in range(11)]
+    assert {d.address for d in got} == {peer}
+    assert not any(d.truncated for d in got)
+
+
+def test_a_gro_slot_cut_short_yields_the_cut_datagram_truncated() -> None:
+    stored, original = b"a" * 200 + b"b" * 50, 600  # the kernel kept 250 of 3 x 200 bytes
+    pieces = split_gro(stored, original, None, 200)
+    assert [(len(p[0]), p[1], p[4]) for p in pieces] == [(200, 200, False), (50, 200, True)]
 
 
 def test_append_accepts_any_buffer() -> None:

@@ -209,3 +209,27 @@ def test_a_path_that_refuses_the_segment_size_gets_plain_datagrams() -> None:
     assert out["sent_small"] == 3
     assert out["got_small"] == [[3000, 1000]]  # still coalesced below the limit
     assert (out["datagrams_sent"], out["errors"]) == (6, 0)
+
+
+def test_iterating_a_gro_batch_yields_each_datagram_with_its_sender(
+    sockets: Callable[..., UdpSocket],
+) -> None:
+    rx, tx = gro_receiver(sockets), sockets()
+    sizes = [200] * 10 + [4]  # a GSO run: equal segments, the last shorter
+    datagrams = [(bytes([i]) * size, rx.local_address) for i, size in enumerate(sizes)]
+    assert tx.send_batch(datagrams) == len(sizes)
+    batch = BufferPool(8, 65536).batch(8)
+    with batch:
+        for _ in range(100):  # bounded: each wait returns at least one buffer or fails
+            wait_readable(rx)
+            rx.recv_batch(batch)
+            if batch.datagram_count >= len(sizes):
+                break
+        assert len(batch) == 1, "the kernel delivered the run as one GRO buffer"
+        assert batch.segment_size(0) == 200
+        assert batch.datagram_count == len(sizes) == rx.stats.datagrams_received
+        got = list(batch)
+        assert [bytes(d.payload) for d in got] == [payload for payload, _ in datagrams]
+        assert {d.address for d in got} == {tx.local_address}
+        assert not any(d.truncated for d in got)
+    assert len(batch) == 0  # the with block released it
