@@ -46,6 +46,7 @@ __all__ = [
     "current_platform",
     "option_number",
     "read_back",
+    "read_kernel_drops",
     "read_kernel_limits",
 ]
 
@@ -94,6 +95,36 @@ LINUX_OPTION_NUMBERS: Final[Mapping[str, int]] = {
     "UDP_SEGMENT": 103,
     "UDP_GRO": 104,
 }
+
+#: SO_MEMINFO (asm-generic/socket.h) answers an array of u32 counters; SK_MEMINFO_DROPS
+#: (linux/sock_diag.h) indexes the socket's drop count in it. Not options one sets: read only.
+_SO_MEMINFO: Final = 55
+_SK_MEMINFO_DROPS: Final = 8
+
+
+def read_kernel_drops(sock: socket.socket) -> int | None:
+    """The kernel's count of datagrams dropped on ``sock``'s receive queue, as of now.
+
+    SO_RXQ_OVFL reports the count only on the next datagram received, so drops after the last
+    one would go unseen; SO_MEMINFO reads it whenever asked. None where the platform or kernel
+    cannot say (not Linux, or a kernel before 3.9).
+
+    Example:
+        >>> import socket
+        >>> with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        ...     read_kernel_drops(sock) in (0, None)
+        True
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    size = 4 * (_SK_MEMINFO_DROPS + 1)
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, _SO_MEMINFO, 4 * 16)
+    except OSError:
+        return None
+    if len(raw) < size:
+        return None
+    return int.from_bytes(raw[size - 4 : size], sys.byteorder)
 
 #: getsockopt cannot read the *FORCE variants (Linux answers ENOPROTOOPT): read the plain option.
 READBACK_NAMES: Final[Mapping[str, str]] = {

@@ -62,7 +62,7 @@ from horizon_core.contract import AddressLike, BytesLike, WritableBuffer
 from horizon_core.options import Level, OptionReport, OptionStatus
 from horizon_core.stats import Stats, StatsSnapshot
 from horizon_drivers.portable.owned_socket import OwnedSocket
-from horizon_drivers.sockopts import option_number
+from horizon_drivers.sockopts import option_number, read_kernel_drops
 
 __all__ = ["TRUNCATION_MODE", "TruncationMode", "UdpSocket"]
 
@@ -187,8 +187,17 @@ class UdpSocket(OwnedSocket):
 
     @property
     def stats(self) -> StatsSnapshot:
-        """Counters and batch-size histograms since the socket opened."""
-        return self._stats.snapshot()
+        """Counters and batch-size histograms since the socket opened.
+
+        ``kernel_drops`` is read from the kernel when asked (SO_MEMINFO on Linux), so drops after
+        the last datagram received count too; elsewhere it is the last SO_RXQ_OVFL value.
+        """
+        stats = self._stats
+        if stats.kernel_drops is not None and self._sock is not None:
+            exact = read_kernel_drops(self._sock)
+            if exact is not None:
+                stats.kernel_drops = exact
+        return stats.snapshot()
 
     # -- addresses ---------------------------------------------------------------------------
 

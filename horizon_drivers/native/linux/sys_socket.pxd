@@ -89,9 +89,16 @@ cdef extern from * nogil:
     #ifndef SO_RXQ_OVFL
     #define SO_RXQ_OVFL 40
     #endif
+    #ifndef SO_MEMINFO
+    #define SO_MEMINFO 55
+    #endif
+    /* SO_MEMINFO's array index of the socket's drop count (linux/sock_diag.h). */
+    #define HORIZON_SK_MEMINFO_DROPS 8
     /* recvmmsg/sendmmsg silently cap vlen at UIO_MAXIOV (1024). */
     #define HORIZON_MAX_MMSG 1024
     """
     enum:
         SO_RXQ_OVFL
+        SO_MEMINFO
+        HORIZON_SK_MEMINFO_DROPS
         HORIZON_MAX_MMSG

@@ -34,8 +34,8 @@ from horizon_drivers.native.linux.sys_socket cimport (
     sockaddr, socklen_t, msghdr, mmsghdr, cmsghdr,
     CMSG_FIRSTHDR, CMSG_NXTHDR, CMSG_DATA, CMSG_LEN,
     recvmmsg, sendmmsg, connect, getsockopt,
-    SOL_SOCKET, SO_RXQ_OVFL, MSG_TRUNC, MSG_DONTWAIT,
-    HORIZON_MAX_MMSG,
+    SOL_SOCKET, SO_RXQ_OVFL, SO_MEMINFO, MSG_TRUNC, MSG_DONTWAIT,
+    HORIZON_MAX_MMSG, HORIZON_SK_MEMINFO_DROPS,
 )
 from horizon_drivers.native.linux.netinet_in cimport sockaddr_in6, SOL_UDP, UDP_GRO
 from horizon_drivers.native.linux.udp_gso cimport (
@@ -329,10 +329,29 @@ cdef class UdpSocket(OwnedDescriptor):
             would_block=self._would_block,
             partial_sends=self._partial_sends,
             errors=self._errors,
-            kernel_drops=self._kernel_drops if self._drops_known else None,
+            kernel_drops=self._current_drops() if self._drops_known else None,
             recv_batch_sizes=tuple([self._recv_hist[i] for i in range(BUCKETS)]),
             send_batch_sizes=tuple([self._send_hist[i] for i in range(BUCKETS)]),
         )
+
+    cdef uint32_t _current_drops(self) except? 0xFFFFFFFF:
+        """The drop count as of now: SO_RXQ_OVFL arrives only with the next datagram, so drops
+        after the last one would go unseen; SO_MEMINFO reads the socket's counter whenever
+        asked. Falls back to the last SO_RXQ_OVFL value (closed socket, kernel before 3.9)."""
+        cdef uint32_t meminfo[16]
+        cdef socklen_t length = sizeof(meminfo)
+        cdef int rc, fd
+        if self._closed:
+            return self._kernel_drops
+        fd = self._enter("read the drop count of")  # holds a racing close() off the descriptor
+        try:
+            with nogil:
+                rc = getsockopt(fd, SOL_SOCKET, SO_MEMINFO, meminfo, &length)
+        finally:
+            self._leave()
+        if rc == 0 and length >= (HORIZON_SK_MEMINFO_DROPS + 1) * sizeof(uint32_t):
+            self._kernel_drops = meminfo[HORIZON_SK_MEMINFO_DROPS]
+        return self._kernel_drops
 
     cdef inline int _failed(self, int err, str context) except -1:
         if err == EAGAIN:
