@@ -9,8 +9,15 @@ Rules this module obeys:
   to the senders (the addresses stay packed in the pool; nothing per datagram in Python). A send
   the kernel cannot take now is dropped and counted (``udp_unsent``), as a UDP server must not
   queue without bound.
+* TCP is echoed a read at a time from one shared buffer: each readiness event reads and sends
+  until a short read says the stream is drained (a bounded number of times: the runtimes are
+  level-triggered, so what is left is reported again), with no copy and no Python object per
+  chunk beyond the memoryview slice sent.
 * TCP backpressure is honest: a stream whose echo the kernel will not take stops being read
-  until it drains.
+  until it drains. Its unsent bytes stay where they were read: the shared buffer becomes the
+  stream's backlog (the loop reads on into a spare one), so nothing is copied; a short remainder
+  is copied instead, so a slow stream never pins a whole buffer for a few bytes. WRITABLE
+  interest is turned on once per backlog and off once it drains, never per send.
 * The loop checks the :class:`StopFlag` at least every :data:`STOP_CHECK_INTERVAL` seconds, so
   SIGINT/SIGTERM end it promptly whatever the driver does with EINTR.
 
@@ -64,7 +71,15 @@ _UDP_BATCH = 64
 _UDP_BATCHES_PER_EVENT = 16
 # Slots hold the largest UDP payload, so nothing is ever truncated on the way back.
 _UDP_SLOT = 65536
+# TCP: the shared read buffer, how many reads one readiness event may make, the largest backlog
+# copied out of the shared buffer rather than taking the buffer over, and how many spare buffers
+# are kept for the next backlog.
 _TCP_CHUNK = 65536
+_TCP_READS_PER_EVENT = 16
+_TCP_COPY_LIMIT = 4096
+_TCP_SPARES = 8
+# Connections one accept call may take (native ``accept_many``).
+_ACCEPT_BATCH = 64
 
 _T = TypeVar("_T")
 
@@ -269,10 +284,16 @@ async def _binding_async(kind: str, address: SocketAddress, bind: Awaitable[_T])
 # -- sync drivers -------------------------------------------------------------------------------
 
 
-@attrs.define
 class _Connection:
-    stream: TcpStream
-    pending: memoryview | None = None
+    """One echoed stream; ``backlog[start:end]`` is what the kernel has not taken yet."""
+
+    __slots__ = ("backlog", "end", "start", "stream")
+
+    def __init__(self, stream: TcpStream) -> None:
+        self.stream = stream
+        self.backlog: memoryview | None = None
+        self.start = 0
+        self.end = 0
 
 
 class _SyncEcho:
@@ -293,7 +314,8 @@ class _SyncEcho:
         self.tcp_bytes = 0
         self.udp_unsent = 0
         self.errors = 0
-        self.buffer = bytearray(_TCP_CHUNK)
+        self.view = memoryview(bytearray(_TCP_CHUNK))
+        self.spares: list[memoryview] = []
         try:
             if udp is not None:
                 self.udp = _binding("udp", udp, lambda: driver.bind_udp(udp, config))
@@ -325,8 +347,7 @@ class _SyncEcho:
                 )
             )
             while not stop.is_set():
-                for event in self.runtime.poll_once(STOP_CHECK_INTERVAL):
-                    self._dispatch(event)
+                self.step(STOP_CHECK_INTERVAL)
             udp_stats = _udp_totals(self.udp.stats) if self.udp else {}
         finally:
             self.close()
@@ -339,16 +360,23 @@ class _SyncEcho:
         )
         return attrs.evolve(totals, **udp_stats)
 
+    def step(self, timeout: float) -> None:
+        """One poll (waiting up to ``timeout`` seconds) and the handlers of its events."""
+        connections = self.connections
+        for event in self.runtime.poll_once(timeout):
+            connection = connections.get(event[0])
+            if connection is None:
+                self._dispatch(event)
+            elif connection.backlog is None:
+                self._echo_tcp(event[0], connection)
+            else:
+                self._flush(event[0], connection)
+
     def _dispatch(self, event: Event) -> None:
         if self.udp is not None and event.token == self.udp_token:
             self._echo_udp(self.udp)
         elif self.listener is not None and event.token == self.listener_token:
             self._accept(self.listener)
-        elif (connection := self.connections.get(event.token)) is not None:
-            if connection.pending is not None:
-                self._flush(event.token, connection)
-            else:
-                self._echo_tcp(event.token, connection)
 
     def _echo_udp(self, udp: UdpSocket) -> None:
         batch = self.batch
@@ -378,9 +406,13 @@ class _SyncEcho:
                 return  # the queue is drained; poll again
 
     def _accept(self, listener: TcpListener) -> None:
+        # The native listener accepts a burst in one call; the others one at a time.
+        accept_many: Callable[[int], list[tuple[TcpStream, SocketAddress]]] = getattr(
+            listener, "accept_many", lambda _: [listener.accept_nonblocking()]
+        )
         while True:
             try:
-                stream, _ = listener.accept_nonblocking()
+                accepted = accept_many(_ACCEPT_BATCH)
             except BlockingIOError:
                 return
             except OSError as exc:
@@ -388,52 +420,88 @@ class _SyncEcho:
                 if exc.errno not in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
                     self.errors += 1
                 return
-            token = self.runtime.register(stream, Interest.READABLE)
-            self.connections[token] = _Connection(stream)
-            self.tcp_connections += 1
+            for stream, _ in accepted:
+                token = self.runtime.register(stream, Interest.READABLE)
+                self.connections[token] = _Connection(stream)
+                self.tcp_connections += 1
 
     def _drop(self, token: Token, connection: _Connection) -> None:
         self.runtime.deregister(token)
         connection.stream.close()
         del self.connections[token]
+        if connection.backlog is not None:
+            self._spare(connection.backlog)
+            connection.backlog = None
+
+    def _spare(self, view: memoryview) -> None:
+        if not view.readonly and len(self.spares) < _TCP_SPARES:  # not a copied remainder
+            self.spares.append(view)
 
     def _echo_tcp(self, token: Token, connection: _Connection) -> None:
-        try:
-            n = connection.stream.recv_into(self.buffer)
-        except BlockingIOError:
-            return
-        except OSError:
-            self._drop(token, connection)  # reset by the peer
-            return
-        if n == 0:
-            self._drop(token, connection)
-            return
-        connection.pending = memoryview(self.buffer)[:n]
-        self._flush(token, connection, waiting=False)
+        """Read and echo until a short read (the stream is drained) or a backlog."""
+        stream = connection.stream
+        for _ in range(_TCP_READS_PER_EVENT):
+            view = self.view
+            try:
+                n = stream.recv_into(view)
+            except BlockingIOError:
+                return
+            except OSError:
+                self._drop(token, connection)  # reset by the peer
+                return
+            if n == 0:
+                self._drop(token, connection)  # end of stream
+                return
+            try:
+                sent = stream.send(view[:n] if n < _TCP_CHUNK else view)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                self._drop(token, connection)
+                return
+            self.tcp_bytes += sent
+            if sent < n:
+                self._hold(token, connection, view, sent, n)
+                return
+            if n < _TCP_CHUNK:
+                return  # a short read: nothing more was waiting; level-triggered, so safe
+        # Still more: the runtime reports it again on the next poll, after the other sockets.
 
-    def _flush(self, token: Token, connection: _Connection, *, waiting: bool = True) -> None:
-        data = connection.pending
-        assert data is not None
+    def _hold(
+        self, token: Token, connection: _Connection, view: memoryview, start: int, end: int
+    ) -> None:
+        """Keep ``view[start:end]`` (in the shared buffer) until the stream takes it."""
+        if end - start <= _TCP_COPY_LIMIT:
+            connection.backlog = memoryview(bytes(view[start:end]))
+            connection.start, connection.end = 0, end - start
+        else:
+            # The stream takes the shared buffer over; reading goes on in a spare.
+            connection.backlog = view
+            connection.start, connection.end = start, end
+            self.view = self.spares.pop() if self.spares else memoryview(bytearray(_TCP_CHUNK))
+        self.runtime.reregister(token, Interest.WRITABLE)
+
+    def _flush(self, token: Token, connection: _Connection) -> None:
+        """Send the backlog; once it is all sent, read again."""
+        backlog = connection.backlog
+        assert backlog is not None
+        start, end = connection.start, connection.end
         try:
-            while data:
-                sent = connection.stream.send(data)
-                self.tcp_bytes += sent
-                data = data[sent:]
+            sent = connection.stream.send(backlog[start:end])
         except BlockingIOError:
-            pass
+            return
         except OSError:
             self._drop(token, connection)
             return
-        if data:
-            if not waiting:
-                # The shared read buffer is reused by the next stream: keep a private copy.
-                data = memoryview(bytes(data))
-                self.runtime.reregister(token, Interest.WRITABLE)
-            connection.pending = data
-        else:
-            connection.pending = None
-            if waiting:
-                self.runtime.reregister(token, Interest.READABLE)
+        self.tcp_bytes += sent
+        start += sent
+        if start < end:
+            connection.start = start  # a partial send: the buffer is full again
+            return
+        connection.backlog = None
+        self._spare(backlog)
+        self.runtime.reregister(token, Interest.READABLE)
+        self._echo_tcp(token, connection)  # what arrived meanwhile is most likely waiting
 
 
 # -- the anyio driver ---------------------------------------------------------------------------

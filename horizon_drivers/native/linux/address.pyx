@@ -99,11 +99,21 @@ cdef object _name_of(int fd, bint peer):
     return address_from_sockaddr(<sockaddr *>storage, length)
 
 
+# "context: strerror" messages by (errno, context): would-block is raised on every drained read,
+# so its message is built once, not per raise.
+cdef dict _messages = {}
+
+
 cdef int raise_errno(int err, str context=None) except -1:
     """Raise the OSError subclass the stdlib would (BlockingIOError, ConnectionRefusedError...)."""
-    message = _os.strerror(err)
-    if context:
-        message = f"{context}: {message}"
+    key = (err, context)
+    message = _messages.get(key)
+    if message is None:
+        message = _os.strerror(err)
+        if context:
+            message = f"{context}: {message}"
+        if len(_messages) < 4096:  # contexts are a few literals; the bound is only a backstop
+            _messages[key] = message
     raise OSError(err, message)
 
 

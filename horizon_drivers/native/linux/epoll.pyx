@@ -22,6 +22,7 @@ Rules this module obeys:
 from cpython.exc cimport PyErr_CheckSignals
 from libc.errno cimport errno, EINTR, ENOENT, EBADF, ENOSYS, EAGAIN
 from libc.stdint cimport uint32_t, uint64_t
+from libc.math cimport ceil
 from libc.stdlib cimport calloc, free
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from posix.unistd cimport close
@@ -36,11 +37,11 @@ from horizon_drivers.native.linux.sys_eventfd cimport (
 )
 from horizon_drivers.native.linux.address cimport raise_errno
 
-import math as _math
-
 from horizon_core.config import resolve_config
 from horizon_core.errors import SocketClosedError
-from horizon_core.events import Event, Interest, Readiness
+from horizon_core.events import (
+    MAX_POLL_TIMEOUT, Event, Interest, Readiness, check_interest, check_timeout,
+)
 from horizon_core.slab import Slab
 from horizon_drivers.run_loop import RunLoop
 
@@ -54,8 +55,6 @@ cdef enum:
     MAX_EVENTS_LIMIT = 65536
 
 cdef long long _NS_PER_S = 1000000000
-# About 292 years: "forever" without overflowing a signed 64-bit nanosecond count.
-cdef long long _MAX_TIMEOUT_NS = 1 << 62
 
 _READINESS = tuple(Readiness(bits) for bits in range(16))
 _tuple_new = tuple.__new__
@@ -68,18 +67,23 @@ cdef inline long long _monotonic_ns() noexcept nogil:
 
 
 cdef inline uint32_t _epoll_mask(object interest) except? 0xFFFFFFFF:
-    if not isinstance(interest, int) or isinstance(interest, bool):
-        raise TypeError(f"interest must be an Interest, got {interest!r}")
-    cdef long long bits = interest
-    if bits < 0 or bits & ~3:
-        raise ValueError(f"interest must combine Interest.READABLE and Interest.WRITABLE, "
-                         f"got {interest!r}")
+    """EPOLLIN/EPOLLOUT for ``interest``; its errors are ``check_interest``'s, as on every driver."""
+    cdef long long bits
+    if type(interest) is int or type(interest) is Interest:
+        bits = interest
+        if bits < 1 or bits > 3:
+            check_interest(interest)  # raises the shared ValueError
+    else:
+        bits = check_interest(interest)
     cdef uint32_t mask = 0
     if bits & 1:
         mask |= EPOLLIN
     if bits & 2:
         mask |= EPOLLOUT
     return mask
+
+
+cdef double _MAX_POLL_TIMEOUT = MAX_POLL_TIMEOUT
 
 
 cdef class Runtime:
@@ -302,6 +306,7 @@ cdef class Runtime:
         With a spin budget the wait first busy-polls for that many microseconds.
         """
         cdef long long timeout_ns
+        cdef double seconds
         cdef int n, i
         cdef uint32_t flags
         cdef int bits
@@ -318,13 +323,19 @@ cdef class Runtime:
             if timeout is None:
                 timeout_ns = -1
             else:
-                seconds = float(timeout)
-                if not seconds >= 0.0 or _math.isnan(seconds):
-                    raise ValueError(f"timeout must be None or seconds >= 0, got {timeout!r}")
-                if seconds * 1e9 >= _MAX_TIMEOUT_NS:
-                    timeout_ns = _MAX_TIMEOUT_NS
+                # Fast path for a float or int in range; anything else gets check_timeout's
+                # verdict (the errors every driver raises).
+                if type(timeout) is float or type(timeout) is int:
+                    seconds = timeout
+                    if not 0.0 <= seconds <= _MAX_POLL_TIMEOUT:  # NaN fails too
+                        seconds = check_timeout(timeout)
                 else:
-                    timeout_ns = <long long>_math.ceil(seconds * 1e9)
+                    checked = check_timeout(timeout)
+                    seconds = -1.0 if checked is None else checked
+                if seconds < 0.0:
+                    timeout_ns = -1
+                else:
+                    timeout_ns = <long long>ceil(seconds * 1e9)
             removals = self._removals
             self._polling = True
             try:

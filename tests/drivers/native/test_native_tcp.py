@@ -9,6 +9,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -24,6 +25,8 @@ from tests.drivers.native.native_helpers import (  # first: it skips this module
 )
 
 # isort: split
+import contextlib
+
 from horizon_core.config import NetConfig
 from horizon_core.contract import TcpListener as TcpListenerProtocol
 from horizon_core.contract import TcpStream as TcpStreamProtocol
@@ -259,3 +262,114 @@ def test_send_vectored_and_shutdown_arguments(pair: tuple[TcpStream, TcpStream])
     with pytest.raises(ValueError):
         client.shutdown(99)
     assert WAIT > 0
+
+
+def test_accept_many_raises_would_block_when_none_waits(listener: TcpListener) -> None:
+    with pytest.raises(BlockingIOError):
+        listener.accept_many()
+    with pytest.raises(ValueError, match="max_count"):
+        listener.accept_many(0)
+
+
+def test_accept_many_returns_configured_nonblocking_streams() -> None:
+    config = NetConfig(tcp_nodelay=True)
+    with TcpListener.bind("127.0.0.1:0", config) as listener:
+        clients = [TcpStream.connect(listener.local_address) for _ in range(5)]
+        try:
+            accepted: list[tuple[TcpStream, object]] = []
+            for _ in range(100):  # bounded: each round waits (bounded) for the next connect
+                wait_readable(listener)
+                accepted += listener.accept_many(3)
+                if len(accepted) == 5:
+                    break
+            assert len(accepted) == 5
+            assert {peer for _, peer in accepted} == {c.local_address for c in clients}
+            for stream, _ in accepted:
+                with stream:
+                    assert isinstance(stream, TcpStream)
+                    assert fcntl.fcntl(stream.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK
+                    assert stream.options["tcp_nodelay"].effective == 1
+                    assert stream.config is listener.config
+                    with pytest.raises(BlockingIOError):
+                        stream.recv_into(bytearray(8))
+            with pytest.raises(BlockingIOError):
+                listener.accept_many()
+        finally:
+            for client in clients:
+                client.close()
+
+
+def test_accept_many_takes_at_most_max_count(listener: TcpListener) -> None:
+    clients = [TcpStream.connect(listener.local_address) for _ in range(4)]
+    try:
+        got = []
+        for _ in range(100):
+            wait_readable(listener)
+            batch = listener.accept_many(2)
+            assert 1 <= len(batch) <= 2
+            got += batch
+            if len(got) == 4:
+                break
+        for stream, _ in got:
+            stream.close()
+        assert len(got) == 4
+    finally:
+        for client in clients:
+            client.close()
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    data=st.binary(min_size=1, max_size=100_000),
+    pieces=st.lists(st.integers(0, 5_000), min_size=0, max_size=40),
+)
+def test_bytes_survive_send_vectored_of_many_buffers(
+    pair: tuple[TcpStream, TcpStream], data: bytes, pieces: list[int]
+) -> None:
+    # More than 16 buffers takes the heap iovec path; fewer, the stack one.
+    client, server = pair
+    view = memoryview(data)
+    sent = 0
+    received = bytearray()
+    buf = bytearray(65536)
+    for _ in range(100_000):  # bounded: each step moves bytes or waits (bounded) for the kernel
+        if sent < len(data):
+            buffers, at = [], sent
+            for size in pieces:
+                buffers.append(view[at : at + size])
+                at += size
+            buffers.append(view[at:])  # the rest: every call offers every byte not yet sent
+            with contextlib.suppress(BlockingIOError):
+                sent += client.send_vectored(buffers)
+        try:
+            n = server.recv_into(buf)
+        except BlockingIOError:
+            if sent < len(data):
+                wait_writable(client)
+            else:
+                wait_readable(server)
+            continue
+        received += buf[:n]
+        if len(received) == len(data):
+            break
+    assert bytes(received) == data
+
+
+def test_quickack_is_rearmed_after_a_pause_in_a_conversation(
+    pair: tuple[TcpStream, TcpStream],
+) -> None:
+    # Replies make the kernel leave quick-ack mode (interactive traffic); a read after a pause
+    # longer than the re-arm interval (1 ms, on a coarse clock of at most a few ms) re-arms it.
+    client, server = pair
+    for _ in range(5):
+        client.send(b"q" * 100)
+        _read_exactly(server, 100)
+        server.send(b"r" * 100)
+        _read_exactly(client, 100)
+    time.sleep(0.02)
+    client.send(b"q" * 100)
+    _read_exactly(server, 100)
+    with socket.socket(fileno=os.dup(server.fileno())) as view:
+        assert view.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK) == 1
