@@ -98,10 +98,13 @@ class NonblockingSocket:
             self._closed = True
             # notify_closing wakes waiters before the descriptor number can be reused.
             try:
-                anyio.notify_closing(self._sock)
+                self._notify_closing()
             finally:
                 self._close_socket()
         await anyio.lowlevel.checkpoint()
+
+    def _notify_closing(self) -> None:
+        anyio.notify_closing(self._sock)
 
     def _close_socket(self) -> None:
         self._sock.close()

@@ -10,10 +10,15 @@ Rules this module obeys:
   ``aclose()`` (also in a task waiting when another task closed the stream),
   ``BrokenResourceError`` (OSError as ``__cause__``) on a reset, ``BusyResourceError`` on a second
   concurrent receive, send or accept.
-* Readiness comes from :func:`anyio.wait_readable` / :func:`anyio.wait_writable` on nonblocking
-  sockets. Each call checkpoints first and never awaits after taking bytes or a connection from
-  the kernel, so a cancelled receive or accept has taken nothing
-  (:mod:`horizon_drivers.aio.checkpoints`).
+* Every call tries the kernel first and waits only when it would block. A stream waits through
+  :mod:`horizon_drivers.aio.readiness` (on asyncio and uvloop its reader stays registered with
+  the loop between waits: no ``epoll_ctl`` per wait; on trio ``trio.lowlevel``'s waits); a
+  listener and a connect through :func:`anyio.wait_readable` / :func:`anyio.wait_writable`. Each
+  call checkpoints first and never awaits after taking bytes or a connection from the kernel, so
+  a cancelled receive or accept has taken nothing (:mod:`horizon_drivers.aio.checkpoints`).
+* :meth:`HorizonSocketStream.receive_into` reads into the caller's buffer (no allocation) with
+  ``receive``'s semantics: ``EndOfStream`` at the end, never 0; ``ValueError`` for an empty
+  buffer.
 
 Example::
 
@@ -38,7 +43,6 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from functools import partial
 from typing import Any, Final
 
 import anyio
@@ -54,8 +58,10 @@ from anyio.streams.stapled import MultiListener
 
 from horizon_core.addresses import SocketAddress
 from horizon_core.config import NetConfig, resolve_config
+from horizon_core.contract import WritableBuffer
 from horizon_core.options import OptionReport
 from horizon_drivers.aio.nonblocking import NonblockingSocket
+from horizon_drivers.aio.readiness import Readiness, readiness_for_running_loop
 from horizon_drivers.aio.resolution import IPAddressType, resolve, wildcard
 from horizon_drivers.opening import configure_accepted, open_tcp_listener, open_tcp_stream
 
@@ -87,6 +93,10 @@ _ACCEPT_RETRY: Final = frozenset(
 )
 
 
+#: Types whose len() is their size in bytes (anything else is measured through a memoryview).
+_BYTE_SIZED: Final = (bytes, bytearray)
+
+
 class HorizonSocketStream(NonblockingSocket, SocketStream):
     """A TCP connection: :class:`anyio.abc.SocketStream` opened with a NetConfig.
 
@@ -104,6 +114,14 @@ class HorizonSocketStream(NonblockingSocket, SocketStream):
         super().__init__(sock, report, config)
         self._receive_guard = ResourceGuard("reading from")
         self._send_guard = ResourceGuard("writing to")
+        self._readiness: Readiness = readiness_for_running_loop(sock)
+
+    def _notify_closing(self) -> None:
+        try:
+            self._readiness.close()
+        finally:
+            # Anyone else waiting on the raw socket through anyio is woken too.
+            anyio.notify_closing(self._sock)
 
     @property
     def peer_address(self) -> SocketAddress:
@@ -115,6 +133,9 @@ class HorizonSocketStream(NonblockingSocket, SocketStream):
     async def receive(self, max_bytes: int = 65536) -> bytes:
         """Wait for bytes and return up to ``max_bytes``; EndOfStream after the peer's half close.
 
+        The returned object holds only the bytes received (CPython shrinks ``recv``'s buffer in
+        place); :meth:`receive_into` reads into a buffer of yours without allocating.
+
         Example::
 
             data = await stream.receive()
@@ -123,14 +144,61 @@ class HorizonSocketStream(NonblockingSocket, SocketStream):
             raise ValueError("max_bytes must be a positive integer")
         with self._receive_guard:
             await self._checkpoint()
-            sock = self._sock
-            data = await self._when_ready(lambda: sock.recv(max_bytes), anyio.wait_readable)
-            if not data:
+            recv = self._sock.recv
+            while True:
+                if self._closed:
+                    raise ClosedResourceError
+                try:
+                    data = recv(max_bytes)
+                except BlockingIOError:
+                    await self._readiness.wait_readable()
+                    continue
+                except OSError as exc:
+                    raise self._translate(exc) from exc
+                if not data:
+                    raise EndOfStream
+                return data
+
+    async def receive_into(self, buffer: WritableBuffer) -> int:
+        """Wait for bytes, write them at the start of ``buffer``, return how many (at least 1).
+
+        Like :meth:`receive` (``receive(len(buffer))``) without allocating: ``EndOfStream`` after
+        the peer's half close, never 0; ``ValueError`` for an empty ``buffer`` (as
+        ``receive(0)``); a cancelled call has written nothing. ``buffer`` is a writable
+        C-contiguous buffer (bytearray, memoryview of one, array, mmap); its length in bytes is the most
+        it takes. (Typed as bytearray | memoryview; any writable buffer works at run time.)
+
+        Example::
+
+            buffer = bytearray(65536)
+            n = await stream.receive_into(buffer)
+            await stream.send(memoryview(buffer)[:n])
+        """
+        with self._receive_guard:
+            await self._checkpoint()
+            recv_into = self._sock.recv_into
+            while True:
+                if self._closed:
+                    raise ClosedResourceError
+                try:
+                    count = recv_into(buffer)
+                except BlockingIOError:
+                    await self._readiness.wait_readable()
+                    continue
+                except OSError as exc:
+                    raise self._translate(exc) from exc
+                if count:
+                    return count
+                # 0: end of stream, or a buffer with no room (checked only here: no cost per read).
+                if memoryview(buffer).nbytes == 0:
+                    raise ValueError("buffer must not be empty")
                 raise EndOfStream
-            return data
 
     async def send(self, item: bytes) -> None:
         """Send all of ``item``, waiting whenever the kernel's send buffer is full.
+
+        ``item`` may be any bytes-like object (bytes, bytearray, memoryview...). A cancellation
+        while waiting leaves a prefix sent, as with every anyio stream.
 
         Example::
 
@@ -138,13 +206,28 @@ class HorizonSocketStream(NonblockingSocket, SocketStream):
         """
         with self._send_guard:
             await self._checkpoint()
-            view = memoryview(item)
+            send = self._sock.send
+            # Usually the kernel takes everything at once: no memoryview at all. After a partial
+            # write, one memoryview per call and an offset into it.
+            pending: bytes | memoryview = item
+            total = len(item) if type(item) in _BYTE_SIZED else memoryview(item).nbytes
+            view: memoryview | None = None
+            offset = 0
             while True:
-                # A cancellation while waiting leaves a prefix sent, as with every anyio stream.
-                sent = await self._when_ready(partial(self._sock.send, view), anyio.wait_writable)
-                if sent >= len(view):
-                    break
-                view = view[sent:]
+                if self._closed:
+                    raise ClosedResourceError
+                try:
+                    offset += send(pending)
+                except BlockingIOError:
+                    await self._readiness.wait_writable()
+                    continue
+                except OSError as exc:
+                    raise self._translate(exc) from exc
+                if offset >= total:
+                    return
+                if view is None:
+                    view = memoryview(item).cast("B")
+                pending = view[offset:]
 
     async def send_eof(self) -> None:
         """Half close: the peer reads end-of-stream; this end can still receive.
