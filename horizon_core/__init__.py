@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+from horizon_core._version import __version__ as __version__
 from horizon_core.addresses import (
     FAMILY_TAG_NONE,
     FAMILY_TAG_V4,

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+from horizon_core._version import __version__ as __version__  # one version for both packages
 from horizon_drivers import tuning
 from horizon_drivers.tuning import *  # noqa: F403  (the tuning functions are this package's API)
 

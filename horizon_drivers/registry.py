@@ -110,6 +110,21 @@ def _check_name(name: str) -> tuple[str, str | None, bool]:
         ) from None
 
 
+def _import_failure(exc: ImportError) -> str:
+    """Why a driver did not import; a missing compiled extension says how to get one."""
+    missing = exc if isinstance(exc, ModuleNotFoundError) else exc.__cause__
+    if isinstance(missing, ModuleNotFoundError) and (missing.name or "").startswith(
+        "horizon_drivers.native."
+    ):
+        return (
+            f"import failed: its compiled extension {missing.name} is not built (this install had "
+            "no working C compiler, or skipped the build); install a wheel, or reinstall with a C "
+            "compiler (from a checkout: `pip install -e .`). The portable, aio and sim drivers "
+            "work without it"
+        )
+    return f"import failed: {exc}"
+
+
 def _probe(name: str) -> DriverStatus:
     module_name, platform, sync = _check_name(name)
     if platform is not None and not sys.platform.startswith(platform):
@@ -117,7 +132,7 @@ def _probe(name: str) -> DriverStatus:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        return DriverStatus(name, module_name, sync, False, f"import failed: {exc}")
+        return DriverStatus(name, module_name, sync, False, _import_failure(exc))
     if sync and not isinstance(getattr(module, "DRIVER", None), Driver):
         return DriverStatus(
             name, module_name, sync, False, f"{module_name} has no DRIVER implementing the contract"

@@ -1,4 +1,4 @@
-"""What a built distribution carries beyond the sources: the stubs of the compiled modules."""
+"""What a built wheel's package tree carries: the stubs of the compiled modules, and no sources."""
 
 from __future__ import annotations
 
@@ -34,3 +34,10 @@ def test_wheels_carry_the_stubs_of_the_extensions_built_here(tmp_path: Path) -> 
     for name in expected:
         assert (tmp_path / name).read_bytes() == (TYPINGS / name).read_bytes()
     assert (tmp_path / "horizon_drivers" / "py.typed").exists()
+    # Cython and C sources are the sdist's (MANIFEST.in); another platform's folder is left out.
+    sources = [p for p in tmp_path.rglob("*") if p.suffix in {".c", ".pyx", ".pxd", ".pxi", ".html"}]
+    assert sources == []
+    elsewhere = {"linux": "horizon_drivers/native/windows", "win32": "horizon_drivers/native/linux"}
+    if sys.platform in elsewhere:
+        assert not (tmp_path / elsewhere[sys.platform]).exists()
+    assert list(tmp_path.rglob("conftest.py")) == []

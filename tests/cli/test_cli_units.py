@@ -7,11 +7,14 @@ from pathlib import Path
 
 import pytest
 
+import horizon_core
+import horizon_drivers
 from horizon_core.config import MiB, NetConfig
 from horizon_core.errors import ConfigError, OptionError
 from horizon_drivers.bench.latency import LatencySummary, summarize_rtts
 from horizon_drivers.bench.report import BenchReport, Contender
 from horizon_drivers.bench.runner import Measurement
+from horizon_drivers.cli import main
 from horizon_drivers.cli.bench import render_table
 from horizon_drivers.cli.echo_service import Bound, EchoTotals
 from horizon_drivers.cli.endpoints import load_config, parse_endpoint
@@ -160,3 +163,11 @@ def test_report_ratios_to_the_c_reference_server() -> None:
     ))
     assert "x c" not in render_table(without)
     assert without.to_dict()["contenders"][1]["ratios_to_c"]["tcp_messages_per_s"] is None
+
+
+def test_version_is_one_string_for_both_packages_and_the_command(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert horizon_drivers.__version__ == horizon_core.__version__
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"horizon {horizon_core.__version__}\n"
