@@ -9,7 +9,9 @@ it is given, does its one job and talks to the parent in JSON lines on stdout:
   ``--spin-budget US`` and ``--no-gso`` set ``NetConfig.spin_budget`` and ``udp_gso_batch``;
   ``--backend`` picks the anyio backend (``asyncio``, ``uvloop``, ``trio``) of the ``aio``
   driver and the ``anyio`` peer, and ``--per-datagram`` makes the ``aio`` driver echo through
-  anyio's ``receive()``/``send()`` instead of its batches;
+  anyio's ``receive()``/``send()`` instead of its batches; ``--config FILE.toml`` starts a Horizon
+  driver's NetConfig from that file (as ``horizon echo --config`` reads it; ``horizon soak``
+  passes its own), the options above applied on top only when given;
 * ``load udp|tcp TARGET`` prints ``{"result": {...}}`` from the native C load generator. UDP
   ``--mode both`` (the default) is a windowed throughput run, then a window-1 round-trip run;
   ``--mode throughput`` only the first (the generator busy-waits for replies), ``--mode rtt``
@@ -46,6 +48,7 @@ from horizon_drivers.bench.peers import BACKENDS, PEER_NAMES, serve_peer
 from horizon_drivers.bench.reference import REFERENCE, serve_reference
 from horizon_drivers.bench.tcp_client import TCP_CHUNK, measure_tcp_rtts, measure_tcp_throughput
 from horizon_drivers.cli.echo_service import Bound, StopFlag, serve_echo, stop_on_signals
+from horizon_drivers.cli.endpoints import load_config
 from horizon_drivers.cli.failures import EXIT_FAILURE, explain
 from horizon_drivers.tuning import pin_to_cpu
 
@@ -84,7 +87,14 @@ def _serve(args: argparse.Namespace) -> None:
     def ready(where: SocketAddress) -> None:
         _emit(ready=str(where))
 
-    config = NetConfig(spin_budget=args.spin_budget, udp_gso_batch=not args.no_gso)
+    if args.config is not None:
+        config = load_config(args.config)
+        if args.spin_budget is not None:
+            config = attrs.evolve(config, spin_budget=args.spin_budget)
+        if args.no_gso:
+            config = attrs.evolve(config, udp_gso_batch=False)
+    else:
+        config = NetConfig(spin_budget=args.spin_budget, udp_gso_batch=not args.no_gso)
     if args.buffer is not None:
         config = attrs.evolve(config, recv_buf=args.buffer, send_buf=args.buffer)
     if args.contender == REFERENCE:
@@ -216,6 +226,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-gso", action="store_true")
     serve.add_argument("--backend", choices=BACKENDS, default="asyncio")
     serve.add_argument("--per-datagram", action="store_true")
+    serve.add_argument("--config", default=None)
     load = jobs.add_parser("load")
     load.add_argument("protocol", choices=("udp", "tcp"))
     load.add_argument("target")

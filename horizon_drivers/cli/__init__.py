@@ -1,14 +1,15 @@
-"""The ``horizon`` command: ``echo``, ``bench`` and ``probe``.
+"""The ``horizon`` command: ``echo``, ``bench``, ``probe`` and ``soak``.
 
 Installed as the ``horizon`` console script and runnable as ``python -m horizon_drivers``.
 Each subcommand lives in its own module (:mod:`~horizon_drivers.cli.echo`,
-:mod:`~horizon_drivers.cli.bench`, :mod:`~horizon_drivers.cli.probe`); drivers, anyio and
+:mod:`~horizon_drivers.cli.bench`, :mod:`~horizon_drivers.cli.probe`,
+:mod:`~horizon_drivers.cli.soak`); drivers, anyio and
 matplotlib are imported only by the command that uses them, so ``--help`` stays fast. A failure
 the user can fix is one line on stderr and exit status 2 (:mod:`~horizon_drivers.cli.failures`).
 
 Example:
     >>> main(["--help"])  # doctest: +ELLIPSIS
-    usage: horizon [-h] {echo,bench,probe} ...
+    usage: horizon [-h] [--version] {echo,bench,probe,soak} ...
     ...
     0
 """
@@ -20,6 +21,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from horizon_core._version import __version__
 from horizon_drivers.cli.failures import EXIT_FAILURE, CommandError, explain
 
 __all__ = ["build_parser", "main"]
@@ -40,15 +42,19 @@ def build_parser() -> argparse.ArgumentParser:
     Example:
         >>> build_parser().parse_args(["probe", "--json"]).json
         True
+        >>> main(["--version"])  # doctest: +ELLIPSIS
+        horizon 0...
+        0
     """
-    from horizon_drivers.cli import bench, echo, probe
+    from horizon_drivers.cli import bench, echo, probe, soak
 
     parser = _Parser(
         prog="horizon",
         description="Horizon Sockets: serve echo, benchmark the drivers, probe what a config does.",
     )
-    subparsers = parser.add_subparsers(metavar="{echo,bench,probe}", required=True)
-    for module in (echo, bench, probe):
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(metavar="{echo,bench,probe,soak}", required=True)
+    for module in (echo, bench, probe, soak):
         module.add_parser(subparsers)
     return parser
 
