@@ -47,6 +47,7 @@ from horizon_drivers.native.sockaddr_codec cimport (
 from horizon_drivers.native.linux.address cimport (
     address_from_sockaddr, sockaddr_from_address, raise_errno,
 )
+from horizon_drivers.native.linux.batch_states cimport begin_receive, commit_receive
 from horizon_drivers.native.linux.descriptor cimport OwnedDescriptor, send_buffer, recv_buffer
 
 import socket as _socket
@@ -433,18 +434,16 @@ cdef class UdpSocket(OwnedDescriptor):
         if view is None or not view.matches(pool):
             view = _PoolView(pool)
             self._recv_view = view
-        first_obj, posted_obj = batch.begin_receive()
+        begin_receive(batch, &first, &posted)
         committed = False
         try:
-            first = first_obj
-            posted = posted_obj
             if first < 0 or posted < 0 or first + posted > view.slot_count:
                 raise RuntimeError(
                     f"begin_receive returned slots {first}..{first + posted} outside the pool"
                 )
             vlen = <unsigned int>(posted if posted < HORIZON_MAX_MMSG else HORIZON_MAX_MMSG)
             if vlen == 0:
-                batch.commit_receive(0)
+                commit_receive(batch, 0)
                 committed = True
                 return 0
             self._reserve_recv(vlen)
@@ -467,7 +466,7 @@ cdef class UdpSocket(OwnedDescriptor):
             else:
                 self._rdirty = vlen if <unsigned int>n >= vlen else <unsigned int>n + 1
             if n < 0:
-                batch.commit_receive(0)
+                commit_receive(batch, 0)
                 committed = True
                 self._failed(err, "recvmmsg")
             if <unsigned int>n > vlen:
@@ -494,10 +493,10 @@ cdef class UdpSocket(OwnedDescriptor):
                                                     &view.segment_sizes[slot],
                                                     &drops if i == <unsigned int>n - 1 else NULL)
             committed = True
-            batch.commit_receive(n)
+            commit_receive(batch, n)
         except BaseException:
             if not committed:
-                batch.commit_receive(0)
+                commit_receive(batch, 0)
             raise
         self._datagrams_received += ndatagrams
         self._bytes_received += nbytes

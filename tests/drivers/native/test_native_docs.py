@@ -12,11 +12,11 @@ from tests.drivers.native.native_helpers import WAIT  # first: it skips this mod
 # isort: split
 from horizon_drivers import native
 from horizon_drivers.bench import _loadgen as loadgen
-from horizon_drivers.native.linux import epoll, tcp, udp
+from horizon_drivers.native.linux import batch_states, epoll, tcp, udp
 
 
 @pytest.mark.parametrize(
-    "module", [udp, tcp, epoll, loadgen, native], ids=lambda m: m.__name__
+    "module", [udp, tcp, epoll, batch_states, loadgen, native], ids=lambda m: m.__name__
 )
 def test_docstring_examples_run(module: ModuleType) -> None:
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
@@ -28,7 +28,7 @@ def test_docstring_examples_run(module: ModuleType) -> None:
     assert WAIT > 0
 
 
-@pytest.mark.parametrize("module", [udp, tcp, epoll, loadgen])
+@pytest.mark.parametrize("module", [udp, tcp, epoll, batch_states, loadgen])
 def test_every_public_name_is_documented(module: ModuleType) -> None:
     assert (module.__doc__ or "").strip()
     for name in module.__all__:
