@@ -727,11 +727,19 @@ class Batch:
             >>> batch.release(); len(batch)
             0
         """
-        held = len(self.order)
+        order = self.order
+        held = len(order)
         if not held:
             return
         states = self.pool.states
-        start, end = self.start, self._end
+        start = self.start
+        if held == 1 and states[start] == _RELEASE_FROM:
+            # One datagram in the run's first slot: what a low-latency server releases on every
+            # round trip. An item move, no slice; about half of the general path's cost.
+            states[start] = _RELEASE_TO
+            del order[0]
+            return
+        end = self._end
         if held == self.capacity:
             # Every slot is FILLED (len(order) counts them): one constant run, no temporary.
             states[start:end] = self._release_run
@@ -741,7 +749,7 @@ class Batch:
             states[start : start + held] = self._release_run[:held]
         else:
             states[start:end] = states[start:end].translate(_RELEASE_TABLE)
-        del self.order[:]
+        del order[:]
 
     # -- readiness drivers (bulk) --------------------------------------------------------
 

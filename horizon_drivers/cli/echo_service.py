@@ -316,6 +316,7 @@ class _SyncEcho:
         self.errors = 0
         self.view = memoryview(bytearray(_TCP_CHUNK))
         self.spares: list[memoryview] = []
+        self.udp_token: Token | None = None
         try:
             if udp is not None:
                 self.udp = _binding("udp", udp, lambda: driver.bind_udp(udp, config))
@@ -363,8 +364,14 @@ class _SyncEcho:
     def step(self, timeout: float) -> None:
         """One poll (waiting up to ``timeout`` seconds) and the handlers of its events."""
         connections = self.connections
+        udp, udp_token = self.udp, self.udp_token
         for event in self.runtime.poll_once(timeout):
-            connection = connections.get(event[0])
+            token = event[0]
+            if token == udp_token and udp is not None:
+                # Checked first: a low-latency UDP server pays for every lookup on the way.
+                self._echo_udp(udp)
+                continue
+            connection = connections.get(token)
             if connection is None:
                 self._dispatch(event)
             elif connection.backlog is None:
@@ -373,9 +380,7 @@ class _SyncEcho:
                 self._flush(event[0], connection)
 
     def _dispatch(self, event: Event) -> None:
-        if self.udp is not None and event.token == self.udp_token:
-            self._echo_udp(self.udp)
-        elif self.listener is not None and event.token == self.listener_token:
+        if self.listener is not None and event.token == self.listener_token:
             self._accept(self.listener)
 
     def _echo_udp(self, udp: UdpSocket) -> None:

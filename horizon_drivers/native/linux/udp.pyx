@@ -522,7 +522,7 @@ cdef class UdpSocket(OwnedDescriptor):
             # A bool, a float or an int past Py_ssize_t: the core's check names the bounds.
             check_start(start, len(datagrams) if hasattr(datagrams, "__len__") else 0)
         is_batch = type(datagrams) is Batch or isinstance(datagrams, Batch)
-        if is_batch:
+        if is_batch and datagrams._active is not True:
             datagrams._check_active()  # a freed batch is an error, as in recv_batch
         cdef int fd = self._enter("send on")
         try:
