@@ -23,7 +23,7 @@ Example::
     from horizon_drivers.aio import HorizonAttribute, create_udp_socket
 
     async def main() -> None:
-        async with await create_udp_socket(NetConfig(), local_host="127.0.0.1") as udp:
+        async with await create_udp_socket(local_host="127.0.0.1", config=NetConfig()) as udp:
             print(udp.extra(HorizonAttribute.options)["recv_buf"].status)
             pool = BufferPool(256, 2048)
             batch = pool.batch(64)
