@@ -51,6 +51,11 @@ from horizon_drivers.aio.udp import (
     create_connected_udp_socket,
     create_udp_socket,
 )
+from horizon_drivers.sockopts import read_kernel_limits
+
+# Every socket open reports against the kernel's buffer limits (/proc/sys/net/core). They are
+# cached per process; reading them here, at import, keeps that file read out of the event loop.
+read_kernel_limits()
 
 #: The name the driver registry and the command line use.
 NAME = "aio"
