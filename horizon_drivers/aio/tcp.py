@@ -515,12 +515,17 @@ async def connect_tcp(
         raise
 
 
-def _v6only(cfg: NetConfig, sockaddrs: list[Resolved]) -> NetConfig:
-    # As anyio: every IPv6 listener of a list is IPv6-only, so an IPv4 listener on the same port
-    # can coexist. An explicit ipv6_only=False is honoured only when no IPv4 listener shares it.
-    if cfg.ipv6_only is False and all(af == socket.AF_INET6 for af, _k, _a in sockaddrs):
+def _listener_config(cfg: NetConfig, address: SocketAddress, mixed: bool) -> NetConfig:
+    """The config of one listener of a list; ``mixed``: an IPv4 listener shares the port."""
+    if address.family != 6:
         return cfg
-    return cfg if cfg.ipv6_only is True else attrs.evolve(cfg, ipv6_only=True)
+    # anyio sets IPV6_V6ONLY on every IPv6 listener of a list. Only the wildcard's behaviour
+    # depends on it (Linux sets it itself when a socket binds a specific IPv6 address), so a
+    # config that leaves ipv6_only unset gets it there; an explicit False is honoured unless an
+    # IPv4 listener needs the same port.
+    if (cfg.ipv6_only is None and address.host.is_unspecified) or (cfg.ipv6_only is False and mixed):
+        return attrs.evolve(cfg, ipv6_only=True)
+    return cfg
 
 
 async def _listen_all(
@@ -528,13 +533,13 @@ async def _listen_all(
 ) -> list[HorizonSocketListener]:
     """One listener per address, all on one port; anyio's retry when an ephemeral port collides."""
     errors: list[OSError] = []
-    v6_config = _v6only(cfg, sockaddrs)
+    mixed = any(af == socket.AF_INET for af, _kind, _address in sockaddrs)
     for _ in range(10):  # as anyio: enough to absorb ephemeral port collisions
         listeners: list[HorizonSocketListener] = []
         port = local_port
         try:
-            for af, _kind, address in sockaddrs:
-                listener_config = v6_config if af == socket.AF_INET6 else cfg
+            for _af, _kind, address in sockaddrs:
+                listener_config = _listener_config(cfg, address, mixed)
                 sock, report = open_tcp_listener(attrs.evolve(address, port=port), listener_config)
                 listeners.append(HorizonSocketListener(sock, report, listener_config))
                 if local_port == 0:

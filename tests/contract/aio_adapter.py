@@ -427,7 +427,14 @@ class AioAdapterDriver:
 
     def connect_tcp(self, address: AddressLike, config: NetConfig | None = None) -> _AdaptedStream:
         target = as_socket_address(address)
-        stream = self._open(self._aio.connect_tcp, str(target.host), target.port, config=config)
+        try:
+            stream = self._open(self._aio.connect_tcp, str(target.host), target.port, config=config)
+        except OSError as exc:
+            # anyio's shape: OSError("All connection attempts failed") from the attempt's own
+            # error. The sync contract names the attempt's error (ConnectionRefusedError...).
+            if isinstance(exc.__cause__, OSError):
+                raise exc.__cause__ from exc
+            raise
         return _AdaptedStream(self._bridge, stream)
 
     def runtime(self, config: NetConfig | None = None) -> _PacingRuntime:
