@@ -4,7 +4,9 @@ anyio apps get NetConfig (every option applied before bind or connect, reported 
 and honest backpressure without changing habits: the objects returned here *are* anyio sockets
 (:class:`anyio.abc.UDPSocket`, :class:`~anyio.abc.ConnectedUDPSocket`,
 :class:`~anyio.abc.SocketStream`, :class:`~anyio.abc.SocketListener`), so code written for
-``anyio.create_udp_socket`` and friends works unchanged.
+``anyio.create_udp_socket`` and friends works unchanged. The four factories take anyio 4.x's
+parameters in anyio's order with anyio's defaults (TLS, local binding, happy eyeballs and error
+shapes included); Horizon's ``config`` and ``batch_engine`` are keyword-only, after them.
 
 Beyond anyio:
 

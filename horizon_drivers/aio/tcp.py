@@ -16,6 +16,9 @@ Rules this module obeys:
   listener and a connect through :func:`anyio.wait_readable` / :func:`anyio.wait_writable`. Each
   call checkpoints first and never awaits after taking bytes or a connection from the kernel, so
   a cancelled receive or accept has taken nothing (:mod:`horizon_drivers.aio.checkpoints`).
+* The factories are anyio's (:func:`anyio.connect_tcp`, :func:`anyio.create_tcp_listener`):
+  same parameters, order, defaults, happy-eyeballs order, listeners and error shapes; the config
+  is keyword-only and combines with anyio's defaults as :mod:`horizon_drivers.aio.defaults` says.
 * :meth:`HorizonSocketStream.receive_into` reads into the caller's buffer (no allocation) with
   ``receive``'s semantics: ``EndOfStream`` at the end, never 0; ``ValueError`` for an empty
   buffer.
@@ -293,6 +296,12 @@ class HorizonSocketListener(NonblockingSocket, SocketListener):
 async def _connect_one(
     address: SocketAddress, config: NetConfig, local: SocketAddress | None
 ) -> HorizonSocketStream:
+    if local is not None and local.family != address.family:
+        # An attempt's error like any other (anyio's backends fail such an attempt too).
+        raise OSError(
+            errno.EAFNOSUPPORT,
+            f"cannot connect from {local} (IPv{local.family}) to {address} (IPv{address.family})",
+        )
     sock, report = open_tcp_stream(address, config, local)
     try:
         # A nonblocking connect completes with writability; SO_ERROR holds its result.

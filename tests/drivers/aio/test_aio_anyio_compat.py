@@ -42,6 +42,7 @@ pytestmark = pytest.mark.anyio
 TIMEOUT = 10.0
 FACTORIES = ("connect_tcp", "create_tcp_listener", "create_udp_socket", "create_connected_udp_socket")
 REPO = Path(__file__).resolve().parents[3]
+ALL_FAILED = r"^All connection attempts failed$"
 
 
 @pytest.fixture(params=["anyio", "horizon"])
@@ -254,6 +255,16 @@ async def test_local_port_without_local_host_is_ignored_like_anyio(impl: SimpleN
                 assert client.extra(SocketAttribute.local_port) != local_port
 
 
+async def test_local_host_of_another_family_fails_as_an_attempt(impl: SimpleNamespace) -> None:
+    if not _has_ipv6():
+        pytest.skip("no IPv6 loopback on this host")
+    async with await aio.create_tcp_listener(local_host="127.0.0.1") as multi:
+        port = multi.extra(SocketAttribute.local_port)
+        with anyio.fail_after(TIMEOUT), pytest.raises(OSError, match=ALL_FAILED) as info:
+            await impl.connect_tcp("127.0.0.1", port, local_host="::1")
+        assert isinstance(info.value.__cause__, OSError)
+
+
 @needs_ipv6
 async def test_connect_binds_an_ipv6_local_host() -> None:
     async with await aio.create_tcp_listener(local_host="::1") as multi:
@@ -295,7 +306,7 @@ async def test_targets_follow_anyios_order(monkeypatch: pytest.MonkeyPatch) -> N
 
 async def test_one_refused_address_raises_anyios_shape(impl: SimpleNamespace) -> None:
     port = _free_port()
-    with anyio.fail_after(TIMEOUT), pytest.raises(OSError, match=r"^All connection attempts failed$") as info:
+    with anyio.fail_after(TIMEOUT), pytest.raises(OSError, match=ALL_FAILED) as info:
         await impl.connect_tcp("127.0.0.1", port)
     assert type(info.value) is OSError
     assert isinstance(info.value.__cause__, ConnectionRefusedError)
@@ -315,7 +326,7 @@ async def test_many_refused_addresses_raise_anyios_shape(
     # The same resolver answer for anyio (its module global) and Horizon (through anyio.getaddrinfo).
     monkeypatch.setattr(anyio_sockets, "getaddrinfo", fake_getaddrinfo)
     monkeypatch.setattr(anyio, "getaddrinfo", fake_getaddrinfo)
-    with anyio.fail_after(TIMEOUT), pytest.raises(OSError, match=r"^All connection attempts failed$") as info:
+    with anyio.fail_after(TIMEOUT), pytest.raises(OSError, match=ALL_FAILED) as info:
         await impl.connect_tcp("refused.test", port, happy_eyeballs_delay=delay)
     cause = info.value.__cause__
     assert isinstance(cause, ExceptionGroup)
