@@ -90,6 +90,10 @@ async def test_anyio_call_forms_work_unchanged() -> None:
     # The calls issue 13 reported as TypeError / AttributeError.
     async with await aio.create_udp_socket(socket.AF_INET) as udp:
         assert udp.extra(SocketAttribute.family) == socket.AF_INET
+        # The Horizon extras are still there on an object made the anyio way.
+        assert isinstance(udp.extra(HorizonAttribute.options), OptionReport)
+        assert udp.extra(HorizonAttribute.stats).datagrams_received == 0
+        assert udp.extra(HorizonAttribute.batch_engine) in ("recvmmsg", "portable")
         port = udp.extra(SocketAttribute.local_port)
         async with await aio.create_connected_udp_socket("127.0.0.1", port) as client:
             assert client.extra(SocketAttribute.remote_port) == port
