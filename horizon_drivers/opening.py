@@ -138,6 +138,7 @@ def _open(
     address: SocketAddress,
     kind: SocketKind,
     config: NetConfig,
+    local: SocketAddress | None = None,
 ) -> tuple[socket.socket, OptionReport]:
     family = _family_of(address)
     plan = plan_for(config, family, kind)
@@ -156,6 +157,10 @@ def _open(
         _report(early, observed).raise_for_required()
         target = address.to_sockaddr()
         if kind is SocketKind.TCP_STREAM:
+            if local is not None:
+                # A chosen source address/port: bound after the BEFORE_BIND options (buffers
+                # must precede connect: the SYN fixes the window scale), before the SYN leaves.
+                sock.bind(local.to_sockaddr())
             code = sock.connect_ex(target)
             if code != 0 and code not in _CONNECT_IN_PROGRESS:
                 raise OSError(code, f"connect to {address}: {errno.errorcode.get(code, code)}")
@@ -214,11 +219,13 @@ def open_tcp_listener(
 
 
 def open_tcp_stream(
-    address: SocketAddressLike, config: NetConfig
+    address: SocketAddressLike, config: NetConfig, local: SocketAddressLike | None = None
 ) -> tuple[socket.socket, OptionReport]:
     """A nonblocking TCP socket whose connect to ``address`` has started (EINPROGRESS is fine).
 
-    Completion is seen as writability; SO_ERROR then holds the connect's result.
+    ``local`` (same family as ``address``) is the source address and port to bind first; None
+    lets the kernel choose. Completion is seen as writability; SO_ERROR then holds the
+    connect's result.
 
     Example:
         >>> listener, _ = open_tcp_listener("127.0.0.1:0", NetConfig())
@@ -227,7 +234,8 @@ def open_tcp_stream(
         1
         >>> sock.close(); listener.close()
     """
-    return _open(as_socket_address(address), SocketKind.TCP_STREAM, config)
+    source = None if local is None else as_socket_address(local)
+    return _open(as_socket_address(address), SocketKind.TCP_STREAM, config, source)
 
 
 def configure_accepted(sock: socket.socket, config: NetConfig) -> OptionReport:

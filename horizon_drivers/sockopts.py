@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import errno
+import functools
 import socket
 import sys
 from collections.abc import Iterable, Mapping
@@ -264,12 +265,20 @@ def _read_int(path: Path) -> int | None:
         return None
 
 
+@functools.cache
 def read_kernel_limits(proc_root: Path = Path("/proc/sys/net/core")) -> KernelLimits:
     """``net.core.rmem_max`` and ``wmem_max`` (None where unreadable, e.g. off Linux).
+
+    Read once per process and ``proc_root``, then cached: every socket open builds a report from
+    these limits, and reading /proc on each one would be blocking file I/O inside async code
+    (anyio's own test suite flags that with blockbuster). An administrator who raises the limits
+    while a process runs, or a test that changes them, calls ``read_kernel_limits.cache_clear()``.
 
     Example:
         >>> limits = read_kernel_limits()
         >>> limits.rmem_max is None or limits.rmem_max > 0
+        True
+        >>> read_kernel_limits() is limits
         True
     """
     return KernelLimits(

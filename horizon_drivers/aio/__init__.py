@@ -4,7 +4,9 @@ anyio apps get NetConfig (every option applied before bind or connect, reported 
 and honest backpressure without changing habits: the objects returned here *are* anyio sockets
 (:class:`anyio.abc.UDPSocket`, :class:`~anyio.abc.ConnectedUDPSocket`,
 :class:`~anyio.abc.SocketStream`, :class:`~anyio.abc.SocketListener`), so code written for
-``anyio.create_udp_socket`` and friends works unchanged.
+``anyio.create_udp_socket`` and friends works unchanged. The four factories take anyio 4.x's
+parameters in anyio's order with anyio's defaults (TLS, local binding, happy eyeballs and error
+shapes included); Horizon's ``config`` and ``batch_engine`` are keyword-only, after them.
 
 Beyond anyio:
 
@@ -23,7 +25,7 @@ Example::
     from horizon_drivers.aio import HorizonAttribute, create_udp_socket
 
     async def main() -> None:
-        async with await create_udp_socket(NetConfig(), local_host="127.0.0.1") as udp:
+        async with await create_udp_socket(local_host="127.0.0.1", config=NetConfig()) as udp:
             print(udp.extra(HorizonAttribute.options)["recv_buf"].status)
             pool = BufferPool(256, 2048)
             batch = pool.batch(64)
@@ -51,6 +53,11 @@ from horizon_drivers.aio.udp import (
     create_connected_udp_socket,
     create_udp_socket,
 )
+from horizon_drivers.sockopts import read_kernel_limits
+
+# Every socket open reports against the kernel's buffer limits (/proc/sys/net/core). They are
+# cached per process; reading them here, at import, keeps that file read out of the event loop.
+read_kernel_limits()
 
 #: The name the driver registry and the command line use.
 NAME = "aio"

@@ -12,7 +12,7 @@ Example::
     from horizon_drivers.aio import HorizonAttribute, create_udp_socket
 
     async def main() -> None:
-        async with await create_udp_socket(NetConfig(), local_host="127.0.0.1") as udp:
+        async with await create_udp_socket(local_host="127.0.0.1", config=NetConfig()) as udp:
             print(udp.extra(SocketAttribute.local_port))
             print(udp.extra(HorizonAttribute.options)["SO_RCVBUF"].status)
 

@@ -16,6 +16,9 @@ Rules this module obeys:
   listener and a connect through :func:`anyio.wait_readable` / :func:`anyio.wait_writable`. Each
   call checkpoints first and never awaits after taking bytes or a connection from the kernel, so
   a cancelled receive or accept has taken nothing (:mod:`horizon_drivers.aio.checkpoints`).
+* The factories are anyio's (:func:`anyio.connect_tcp`, :func:`anyio.create_tcp_listener`):
+  same parameters, order, defaults, happy-eyeballs order, listeners and error shapes; the config
+  is keyword-only and combines with anyio's defaults as :mod:`horizon_drivers.aio.defaults` says.
 * :meth:`HorizonSocketStream.receive_into` reads into the caller's buffer (no allocation) with
   ``receive``'s semantics: ``EndOfStream`` at the end, never 0; ``ValueError`` for an empty
   buffer.
@@ -23,13 +26,14 @@ Rules this module obeys:
 Example::
 
     import anyio
+    from anyio.abc import SocketAttribute
     from horizon_core import NetConfig
     from horizon_drivers.aio import connect_tcp, create_tcp_listener
 
     async def main() -> None:
-        async with await create_tcp_listener(NetConfig(), local_host="127.0.0.1") as listener:
+        async with await create_tcp_listener(local_host="127.0.0.1", config=NetConfig()) as listener:
             port = listener.extra(SocketAttribute.local_port)
-            async with await connect_tcp(NetConfig(), "127.0.0.1", port) as client:
+            async with await connect_tcp("127.0.0.1", port, config=NetConfig()) as client:
                 server = await listener.accept()
                 await client.send(b"hello")
                 print(await server.receive())
@@ -43,7 +47,9 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from typing import Any, Final
+import ssl
+import sys
+from typing import Final, Literal, overload
 
 import anyio
 import anyio.lowlevel
@@ -55,14 +61,24 @@ from anyio import (
 )
 from anyio.abc import SocketListener, SocketStream
 from anyio.streams.stapled import MultiListener
+from anyio.streams.tls import TLSStream
 
 from horizon_core.addresses import SocketAddress
-from horizon_core.config import NetConfig, resolve_config
+from horizon_core.config import NetConfig
 from horizon_core.contract import WritableBuffer
 from horizon_core.options import OptionReport
+from horizon_drivers.aio.defaults import ANYIO_BACKLOG, anyio_config, listen_backlog
 from horizon_drivers.aio.nonblocking import NonblockingSocket
 from horizon_drivers.aio.readiness import Readiness, readiness_for_running_loop
-from horizon_drivers.aio.resolution import IPAddressType, resolve, wildcard
+from horizon_drivers.aio.resolution import (
+    AnyIPAddressFamily,
+    IPAddressType,
+    Resolved,
+    address_of,
+    ip_literal,
+    lookup,
+    wildcard,
+)
 from horizon_drivers.opening import configure_accepted, open_tcp_listener, open_tcp_stream
 
 __all__ = [
@@ -104,7 +120,7 @@ class HorizonSocketStream(NonblockingSocket, SocketStream):
 
     Example::
 
-        async with await connect_tcp(NetConfig(), "127.0.0.1", 8080) as stream:
+        async with await connect_tcp("127.0.0.1", 8080, config=NetConfig()) as stream:
             await stream.send(b"GET / HTTP/1.0\\r\\n\\r\\n")
             print(await stream.receive())
             print(stream.extra(HorizonAttribute.options)["TCP_NODELAY"].effective)
@@ -254,7 +270,7 @@ class HorizonSocketListener(NonblockingSocket, SocketListener):
 
     Example::
 
-        listener = (await create_tcp_listener(NetConfig(), local_host="127.0.0.1")).listeners[0]
+        listener = (await create_tcp_listener(local_host="127.0.0.1")).listeners[0]
         stream = await listener.accept()
     """
 
@@ -277,13 +293,23 @@ class HorizonSocketListener(NonblockingSocket, SocketListener):
             return HorizonSocketStream(conn, report, self._config)
 
 
-async def _connect_one(address: SocketAddress, config: NetConfig) -> HorizonSocketStream:
-    sock, report = open_tcp_stream(address, config)
+async def _connect_one(
+    address: SocketAddress, config: NetConfig, local: SocketAddress | None
+) -> HorizonSocketStream:
+    if local is not None and local.family != address.family:
+        # An attempt's error like any other (anyio's backends fail such an attempt too).
+        raise OSError(
+            errno.EAFNOSUPPORT,
+            f"cannot connect from {local} (IPv{local.family}) to {address} (IPv{address.family})",
+        )
+    sock, report = open_tcp_stream(address, config, local)
     try:
         # A nonblocking connect completes with writability; SO_ERROR holds its result.
         await anyio.wait_writable(sock)
         code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if code:
+            # OSError(errno, ...) builds the errno's subclass (ConnectionRefusedError...), as
+            # the backends' own connects raise.
             raise OSError(code, f"connect to {address}: {os.strerror(code)}")
     except BaseException:
         sock.close()
@@ -291,116 +317,307 @@ async def _connect_one(address: SocketAddress, config: NetConfig) -> HorizonSock
     return HorizonSocketStream(sock, report, config)
 
 
-async def connect_tcp(
-    config: NetConfig | None,
-    remote_host: IPAddressType,
-    remote_port: int,
-    *,
-    happy_eyeballs_delay: float = 0.25,
+async def _targets(
+    remote_host: IPAddressType, remote_port: int, family: int
+) -> list[SocketAddress]:
+    """The addresses to try, in anyio's happy-eyeballs order."""
+    literal = ip_literal(remote_host)
+    if literal is not None:
+        address, scope = literal
+        await anyio.lowlevel.checkpoint()
+        return [SocketAddress(address, remote_port, 0, scope)]
+    answers = await lookup(remote_host, remote_port, family=family, kind=socket.SOCK_STREAM)
+    # As anyio: the first IPv6 answer first, the first IPv4 answer second (only when an IPv6
+    # one came before it), everything else in resolver order, repeats kept.
+    ordered: list[SocketAddress] = []
+    v6_found = v4_found = False
+    for af, _kind, answer in answers:
+        if af == socket.AF_INET6 and not v6_found:
+            v6_found = True
+            ordered.insert(0, answer)
+        elif af == socket.AF_INET and not v4_found and v6_found:
+            v4_found = True
+            ordered.insert(1, answer)
+        else:
+            ordered.append(answer)
+    return ordered
+
+
+async def _happy_eyeballs(
+    targets: list[SocketAddress], cfg: NetConfig, local: SocketAddress | None, delay: float
 ) -> HorizonSocketStream:
-    """Connect with ``config``'s options applied before ``connect()``; anyio's SocketStream.
-
-    Like :func:`anyio.connect_tcp` (without TLS and local binding), with the config first: every
-    address the host resolves to is tried, a new attempt starting every
-    ``happy_eyeballs_delay`` seconds (RFC 6555) until one connects; the others are closed.
-    Raises ``OSError`` when every attempt failed (their errors chained).
-
-    Example::
-
-        stream = await connect_tcp(NetConfig(tcp_nodelay=True), "localhost", 8080)
-        stream.extra(HorizonAttribute.options)["TCP_NODELAY"].effective   # 1
-    """
-    cfg = resolve_config(config)
-    addresses = await resolve(remote_host, remote_port, socket.SOCK_STREAM)
-    if len(addresses) == 1:
-        return await _connect_one(addresses[0], cfg)
-    connected: HorizonSocketStream | None = None
+    """RFC 6555 as anyio does it; ``OSError("All connection attempts failed")`` when none connects."""
     errors: list[OSError] = []
-
-    async def attempt(address: SocketAddress, done: anyio.Event) -> None:
-        nonlocal connected
+    connected: HorizonSocketStream | None = None
+    if len(targets) == 1:
+        # One address needs no task group; the outcome and the error are anyio's.
         try:
-            stream = await _connect_one(address, cfg)
+            connected = await _connect_one(targets[0], cfg, local)
         except OSError as exc:
             errors.append(exc)
-            return
-        finally:
-            done.set()
-        if connected is None:
-            connected = stream
-            group.cancel_scope.cancel()
-        else:
-            await stream.aclose()
+    else:
 
-    async with anyio.create_task_group() as group:
-        for address in addresses:
-            done = anyio.Event()
-            group.start_soon(attempt, address, done)
-            with anyio.move_on_after(happy_eyeballs_delay):
-                await done.wait()
+        async def attempt(address: SocketAddress, done: anyio.Event) -> None:
+            nonlocal connected
+            try:
+                stream = await _connect_one(address, cfg, local)
+            except OSError as exc:
+                errors.append(exc)
+                return
+            else:
+                if connected is None:
+                    connected = stream
+                    group.cancel_scope.cancel()
+                else:
+                    await stream.aclose()
+            finally:
+                done.set()
+
+        try:
+            async with anyio.create_task_group() as group:
+                for address in targets:
+                    done = anyio.Event()
+                    group.start_soon(attempt, address, done)
+                    with anyio.move_on_after(delay):
+                        await done.wait()
+        except BaseException:
+            if connected is not None:
+                await anyio.aclose_forcefully(connected)
+            raise
     if connected is None:
-        raise OSError(f"all connection attempts to {remote_host}:{remote_port} failed") from (
-            ExceptionGroup("connection attempts", errors) if errors else None
+        # Raised outside any except block, so __context__ stays None as with anyio.
+        cause = (
+            errors[0]
+            if len(errors) == 1
+            else ExceptionGroup("multiple connection attempts failed", errors)
         )
+        raise OSError("All connection attempts failed") from cause
     return connected
 
 
-async def create_tcp_listener(
-    config: NetConfig | None = None,
+@overload
+async def connect_tcp(
+    remote_host: IPAddressType,
+    remote_port: int,
+    *,
+    local_host: IPAddressType | None = ...,
+    local_port: int | None = ...,
+    ssl_context: ssl.SSLContext | None = ...,
+    tls_standard_compatible: bool = ...,
+    tls_hostname: str,
+    happy_eyeballs_delay: float = ...,
+    config: NetConfig | None = ...,
+) -> TLSStream: ...
+
+
+@overload
+async def connect_tcp(
+    remote_host: IPAddressType,
+    remote_port: int,
+    *,
+    local_host: IPAddressType | None = ...,
+    local_port: int | None = ...,
+    ssl_context: ssl.SSLContext,
+    tls_standard_compatible: bool = ...,
+    tls_hostname: str | None = ...,
+    happy_eyeballs_delay: float = ...,
+    config: NetConfig | None = ...,
+) -> TLSStream: ...
+
+
+@overload
+async def connect_tcp(
+    remote_host: IPAddressType,
+    remote_port: int,
+    *,
+    local_host: IPAddressType | None = ...,
+    local_port: int | None = ...,
+    tls: Literal[True],
+    ssl_context: ssl.SSLContext | None = ...,
+    tls_standard_compatible: bool = ...,
+    tls_hostname: str | None = ...,
+    happy_eyeballs_delay: float = ...,
+    config: NetConfig | None = ...,
+) -> TLSStream: ...
+
+
+@overload
+async def connect_tcp(
+    remote_host: IPAddressType,
+    remote_port: int,
+    *,
+    local_host: IPAddressType | None = ...,
+    local_port: int | None = ...,
+    tls: Literal[False],
+    ssl_context: ssl.SSLContext | None = ...,
+    tls_standard_compatible: bool = ...,
+    tls_hostname: str | None = ...,
+    happy_eyeballs_delay: float = ...,
+    config: NetConfig | None = ...,
+) -> HorizonSocketStream: ...
+
+
+@overload
+async def connect_tcp(
+    remote_host: IPAddressType,
+    remote_port: int,
+    *,
+    local_host: IPAddressType | None = ...,
+    local_port: int | None = ...,
+    happy_eyeballs_delay: float = ...,
+    config: NetConfig | None = ...,
+) -> HorizonSocketStream: ...
+
+
+async def connect_tcp(
+    remote_host: IPAddressType,
+    remote_port: int,
     *,
     local_host: IPAddressType | None = None,
-    local_port: int = 0,
-    family: socket.AddressFamily = socket.AF_UNSPEC,
-    backlog: int | None = None,
-    reuse_port: bool | None = None,
-) -> MultiListener[SocketStream]:
-    """Listen with ``config``'s options applied before ``bind()``; anyio's MultiListener.
+    local_port: int | None = None,
+    tls: bool = False,
+    ssl_context: ssl.SSLContext | None = None,
+    tls_standard_compatible: bool = True,
+    tls_hostname: str | None = None,
+    happy_eyeballs_delay: float = 0.25,
+    config: NetConfig | None = None,
+) -> HorizonSocketStream | TLSStream:
+    """:func:`anyio.connect_tcp`, with ``config``'s options applied before ``connect()``.
 
-    Like :func:`anyio.create_tcp_listener`, with the config first: ``local_host`` None listens on
-    the IPv4 and IPv6 wildcards (the IPv6 one IPv6-only, unless ``config.ipv6_only`` is False: then
-    one dual-stack socket); a name listens on every address it resolves to, all on one port.
-    ``backlog`` (None: ``config.tcp_backlog``) and ``reuse_port`` (None: the config's) override
-    the config.
+    anyio's parameters, order, defaults and behaviour: happy eyeballs (RFC 6555; the first
+    IPv6 address first, then the first IPv4 one, a new attempt every ``happy_eyeballs_delay``
+    seconds), ``local_host``/``local_port`` bound before connecting (``local_port`` alone is
+    ignored, as by anyio), ``OSError("All connection attempts failed")`` raised from the one
+    attempt's error or from an ExceptionGroup of them all, and a TLS handshake with anyio's
+    own :class:`~anyio.streams.tls.TLSStream` when ``tls``, ``ssl_context`` or ``tls_hostname``
+    is given. ``config`` (keyword-only, None: ``NetConfig()``) tunes the socket; its report is
+    ``extra(HorizonAttribute.options)``, on the TLS stream too (anyio's TLSStream passes its
+    transport's attributes through; ``tls_stream.transport_stream`` is the
+    :class:`HorizonSocketStream`).
 
     Example::
 
-        async with await create_tcp_listener(NetConfig(), local_host="127.0.0.1") as listener:
+        stream = await connect_tcp("localhost", 8080, config=NetConfig(tcp_nodelay=True))
+        stream.extra(HorizonAttribute.options)["tcp_nodelay"].effective   # 1
+        tls = await connect_tcp("example.com", 443, tls=True)
+    """
+    cfg = anyio_config(config, False)
+    local: SocketAddress | None = None
+    family: int = socket.AF_UNSPEC
+    if local_host:
+        # As anyio: any socket type, the first answer; its family limits the remote lookup.
+        family, _kind, local = (await lookup(local_host, local_port))[0]
+    targets = await _targets(remote_host, remote_port, family)
+    stream = await _happy_eyeballs(targets, cfg, local, happy_eyeballs_delay)
+    if not (tls or tls_hostname or ssl_context):
+        return stream
+    try:
+        return await TLSStream.wrap(
+            stream,
+            server_side=False,
+            hostname=tls_hostname or str(remote_host),
+            ssl_context=ssl_context,
+            standard_compatible=tls_standard_compatible,
+        )
+    except BaseException:
+        await anyio.aclose_forcefully(stream)
+        raise
+
+
+def _listener_config(cfg: NetConfig, address: SocketAddress, mixed: bool) -> NetConfig:
+    """The config of one listener of a list; ``mixed``: an IPv4 listener shares the port."""
+    if address.family != 6:
+        return cfg
+    # anyio sets IPV6_V6ONLY on every IPv6 listener of a list. Only the wildcard's behaviour
+    # depends on it (Linux sets it itself when a socket binds a specific IPv6 address), so a
+    # config that leaves ipv6_only unset gets it there; an explicit False is honoured unless an
+    # IPv4 listener needs the same port.
+    if (cfg.ipv6_only is None and address.host.is_unspecified) or (cfg.ipv6_only is False and mixed):
+        return attrs.evolve(cfg, ipv6_only=True)
+    return cfg
+
+
+async def _listen_all(
+    sockaddrs: list[Resolved], local_port: int, cfg: NetConfig
+) -> list[HorizonSocketListener]:
+    """One listener per address, all on one port; anyio's retry when an ephemeral port collides."""
+    errors: list[OSError] = []
+    mixed = any(af == socket.AF_INET for af, _kind, _address in sockaddrs)
+    for _ in range(10):  # as anyio: enough to absorb ephemeral port collisions
+        listeners: list[HorizonSocketListener] = []
+        port = local_port
+        try:
+            for _af, _kind, address in sockaddrs:
+                listener_config = _listener_config(cfg, address, mixed)
+                sock, report = open_tcp_listener(attrs.evolve(address, port=port), listener_config)
+                listeners.append(HorizonSocketListener(sock, report, listener_config))
+                if local_port == 0:
+                    port = sock.getsockname()[1]
+        except BaseException as exc:
+            for listener in listeners:
+                await listener.aclose()
+            if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE and local_port == 0 and port:
+                # The port the kernel gave the first address is taken on another: rotate, retry.
+                errors.append(exc)
+                sockaddrs.append(sockaddrs.pop(0))
+                continue
+            raise
+        return listeners
+    raise OSError(f"Could not create {len(sockaddrs)} listeners with a consistent port") from (
+        ExceptionGroup("Several bind attempts failed", errors)
+    )
+
+
+async def create_tcp_listener(
+    *,
+    local_host: IPAddressType | None = None,
+    local_port: int = 0,
+    family: AnyIPAddressFamily = socket.AddressFamily.AF_UNSPEC,
+    backlog: int = ANYIO_BACKLOG,
+    reuse_port: bool = False,
+    config: NetConfig | None = None,
+) -> MultiListener[SocketStream]:
+    """:func:`anyio.create_tcp_listener`, with ``config``'s options applied before ``bind()``.
+
+    anyio's parameters, defaults and listeners: ``local_host`` None asks getaddrinfo for the
+    passive (wildcard) addresses; where the host has dual-stack IPv6 and ``family`` is
+    AF_UNSPEC that is one IPv6 socket with IPV6_V6ONLY off (unless ``config.ipv6_only`` is
+    True: then one per family), otherwise one listener per address, IPv4 first, all on one
+    port, IPv6 ones IPv6-only. Link-local addresses take their scope (``fe80::1%lo``,
+    ``fe80::1%1``). ``reuse_port`` and ``backlog`` combine with an explicit ``config`` as
+    :mod:`horizon_drivers.aio.defaults` says. For TLS wrap the result in anyio's
+    :class:`~anyio.streams.tls.TLSListener`.
+
+    Example::
+
+        async with await create_tcp_listener(local_host="127.0.0.1", config=NetConfig()) as listener:
             await listener.serve(handler)
     """
-    cfg = resolve_config(config)
-    changes: dict[str, Any] = {}
-    if backlog is not None:
-        changes["tcp_backlog"] = min(max(backlog, 0), 65535)
-    if reuse_port is not None:
-        changes["reuse_port"] = reuse_port
-    if changes:
-        cfg = attrs.evolve(cfg, **changes)
-    if local_host is None:
-        if family == socket.AF_UNSPEC and cfg.ipv6_only is False and socket.has_ipv6:
-            addresses = [wildcard(socket.AF_INET6, local_port)]
-        else:
-            families = [f for f in (socket.AF_INET, socket.AF_INET6) if family in (f, socket.AF_UNSPEC)]
-            if not socket.has_ipv6:
-                families = [f for f in families if f != socket.AF_INET6]
-            addresses = [wildcard(f, local_port) for f in families]
-        await anyio.lowlevel.checkpoint()
-    else:
-        addresses = await resolve(local_host, local_port, socket.SOCK_STREAM, family=family, passive=True)
-    listeners: list[HorizonSocketListener] = []
-    try:
-        for address in addresses:
-            target = address
-            if local_port == 0 and listeners:
-                # Every listener of one call shares the port the kernel chose for the first.
-                target = attrs.evolve(address, port=listeners[0].local_address.port)
-            listener_config = cfg
-            if target.family == 6 and cfg.ipv6_only is None and len(addresses) > 1:
-                # As anyio: the IPv6 wildcard must not also claim IPv4, the other socket has it.
-                listener_config = attrs.evolve(cfg, ipv6_only=True)
-            sock, report = open_tcp_listener(target, listener_config)
-            listeners.append(HorizonSocketListener(sock, report, listener_config))
-    except BaseException:
-        for listener in listeners:
-            await listener.aclose()
-        raise
-    return MultiListener(listeners)
+    cfg = anyio_config(config, reuse_port)
+    wanted_backlog = listen_backlog(config, backlog)
+    if wanted_backlog != cfg.tcp_backlog:
+        cfg = attrs.evolve(cfg, tcp_backlog=wanted_backlog)
+    host = str(local_host) if local_host is not None else None
+    # As anyio: type 0 off Windows (uvloop loses link-local scope ids for SOCK_STREAM lookups),
+    # then only the stream answers, without repeats, sorted (IPv4 before IPv6).
+    infos = await anyio.getaddrinfo(
+        host,
+        local_port,
+        family=family,
+        type=socket.SOCK_STREAM if sys.platform == "win32" else 0,
+        flags=socket.AI_PASSIVE | socket.AI_ADDRCONFIG,
+    )
+    stream_kind = socket.SOCK_STREAM
+    unique = sorted({(af, kind, addr) for af, kind, _p, _c, addr in infos if kind == stream_kind})
+    sockaddrs: list[Resolved] = [(af, kind, address_of(sockaddr)) for af, kind, sockaddr in unique]
+    if (
+        host is None
+        and family == socket.AF_UNSPEC
+        and cfg.ipv6_only is not True
+        and socket.has_dualstack_ipv6()
+        and any(af == socket.AF_INET6 for af, *_ in infos)
+    ):
+        dual = attrs.evolve(cfg, ipv6_only=False)
+        sock, report = open_tcp_listener(wildcard(socket.AF_INET6, local_port), dual)
+        return MultiListener([HorizonSocketListener(sock, report, dual)])
+    return MultiListener(await _listen_all(sockaddrs, local_port, cfg))

@@ -26,7 +26,9 @@ Example::
 
     async def echo() -> None:
         config = NetConfig()
-        async with await create_udp_socket(config, local_host="127.0.0.1", local_port=9999) as udp:
+        async with await create_udp_socket(
+            local_host="127.0.0.1", local_port=9999, config=config
+        ) as udp:
             batch = BufferPool(256, 2048).batch(64)
             while True:
                 n = await udp.receive_batch(batch)
@@ -50,13 +52,12 @@ from typing import Any, Final, Literal, TypeAlias, TypeVar
 
 import anyio
 import anyio.lowlevel
-import attrs
 from anyio import BrokenResourceError, ClosedResourceError, ResourceGuard
 from anyio.abc import ConnectedUDPSocket, UDPSocket
 
 from horizon_core.addresses import SocketAddress, wrong_family_error
 from horizon_core.buffers import Batch
-from horizon_core.config import NetConfig, resolve_config
+from horizon_core.config import NetConfig
 from horizon_core.contract import OutgoingDatagrams
 from horizon_core.errors import SocketClosedError
 from horizon_core.options import OptionReport
@@ -73,8 +74,16 @@ from horizon_drivers.aio.batch_io import (
     merge_snapshots,
     native_available,
 )
+from horizon_drivers.aio.defaults import anyio_config
 from horizon_drivers.aio.nonblocking import NonblockingSocket
-from horizon_drivers.aio.resolution import IPAddressType, ip_literal, resolve, wildcard
+from horizon_drivers.aio.resolution import (
+    AnyIPAddressFamily,
+    IPAddressType,
+    ip_literal,
+    lookup,
+    resolve,
+    wildcard,
+)
 from horizon_drivers.opening import open_udp
 
 __all__ = [
@@ -367,7 +376,7 @@ class HorizonUDPSocket(_DatagramSocket, UDPSocket):
 
     Example::
 
-        async with await create_udp_socket(NetConfig(), local_host="127.0.0.1") as udp:
+        async with await create_udp_socket(local_host="127.0.0.1", config=NetConfig()) as udp:
             await udp.sendto(b"hi", "127.0.0.1", udp.extra(SocketAttribute.local_port))
             data, (host, port) = await udp.receive()
     """
@@ -408,7 +417,7 @@ class HorizonConnectedUDPSocket(_DatagramSocket, ConnectedUDPSocket):
 
     Example::
 
-        async with await create_connected_udp_socket(NetConfig(), "127.0.0.1", 9999) as udp:
+        async with await create_connected_udp_socket("127.0.0.1", 9999, config=NetConfig()) as udp:
             await udp.send(b"ping")
             reply = await udp.receive()
     """
@@ -442,21 +451,17 @@ class HorizonConnectedUDPSocket(_DatagramSocket, ConnectedUDPSocket):
 _Socket = TypeVar("_Socket", HorizonUDPSocket, HorizonConnectedUDPSocket)
 
 
-def _evolve_reuse_port(config: NetConfig | None, reuse_port: bool | None) -> NetConfig:
-    base = resolve_config(config)
-    if reuse_port is None or reuse_port == base.reuse_port:
-        return base
-    return attrs.evolve(base, reuse_port=reuse_port)
-
-
 async def _bind_address(
-    local_host: IPAddressType | None, local_port: int, family: socket.AddressFamily
-) -> SocketAddress:
-    """The first address ``local_host`` resolves to, or ``family``'s wildcard when it is None."""
-    if local_host is None:
-        await anyio.lowlevel.checkpoint()
-        return wildcard(family, local_port)
-    return (await resolve(local_host, local_port, socket.SOCK_DGRAM, family=family, passive=True))[0]
+    local_host: IPAddressType | None, local_port: int, family: int
+) -> tuple[int, SocketAddress | None]:
+    """As anyio: the first passive answer for ``local_host`` (its family wins), else None."""
+    if not local_host:
+        return family, None
+    flags = socket.AI_PASSIVE | socket.AI_ADDRCONFIG
+    found, _kind, address = (
+        await lookup(local_host, local_port, family=family, kind=socket.SOCK_DGRAM, flags=flags)
+    )[0]
+    return found, address
 
 
 def _open_datagram_socket(
@@ -479,55 +484,68 @@ def _open_datagram_socket(
 
 
 async def create_udp_socket(
-    config: NetConfig | None = None,
+    family: AnyIPAddressFamily = socket.AddressFamily.AF_UNSPEC,
     *,
-    family: socket.AddressFamily = socket.AF_UNSPEC,
     local_host: IPAddressType | None = None,
     local_port: int = 0,
-    reuse_port: bool | None = None,
+    reuse_port: bool = False,
+    config: NetConfig | None = None,
     batch_engine: EngineChoice = "auto",
 ) -> HorizonUDPSocket:
-    """Open a UDP socket with every ``config`` option applied before bind; anyio's UDPSocket.
+    """:func:`anyio.create_udp_socket`, with every ``config`` option applied before bind.
 
-    Like :func:`anyio.create_udp_socket`, with the config first. ``local_host`` None binds the
-    wildcard of ``family`` (IPv4 unless AF_INET6) on ``local_port``. ``reuse_port`` (None: the
-    config's) overrides ``config.reuse_port``. An option the config explicitly requires and the
+    anyio's parameters, defaults and errors: ``ValueError`` unless ``family`` or ``local_host``
+    is given; ``local_host`` resolves (passive) to its first address, whose family wins;
+    without it the socket binds ``family``'s wildcard. Link-local hosts keep their scope
+    (``fe80::1%lo``). Keyword-only extras: ``config`` (None: anyio's defaults; reuse_port as
+    :mod:`horizon_drivers.aio.defaults` says) and ``batch_engine``. A required option the
     kernel refuses raises :class:`~horizon_core.errors.OptionError`; the full report is
     ``udp.options`` / ``udp.extra(HorizonAttribute.options)``.
 
     Example::
 
-        udp = await create_udp_socket(NetConfig(recv_buf=4 * MiB), local_host="::1", local_port=0)
+        udp = await create_udp_socket(local_host="::1", config=NetConfig(recv_buf=4 * MiB))
         print(udp.options["recv_buf"].status, udp.local_address)
     """
-    cfg = _evolve_reuse_port(config, reuse_port)
-    local = await _bind_address(local_host, local_port, family)
+    if family == socket.AF_UNSPEC and not local_host:
+        raise ValueError('Either "family" or "local_host" must be given')
+    cfg = anyio_config(config, reuse_port)
+    found, local = await _bind_address(local_host, local_port, family)
+    if local is None:
+        await anyio.lowlevel.checkpoint()
+        local = wildcard(found, local_port)
     return _open_datagram_socket(HorizonUDPSocket, local, cfg, batch_engine)
 
 
 async def create_connected_udp_socket(
-    config: NetConfig | None,
     remote_host: IPAddressType,
     remote_port: int,
     *,
-    family: socket.AddressFamily = socket.AF_UNSPEC,
+    family: AnyIPAddressFamily = socket.AddressFamily.AF_UNSPEC,
     local_host: IPAddressType | None = None,
     local_port: int = 0,
-    reuse_port: bool | None = None,
+    reuse_port: bool = False,
+    config: NetConfig | None = None,
     batch_engine: EngineChoice = "auto",
 ) -> HorizonConnectedUDPSocket:
-    """Open a UDP socket with ``config``'s options, bind it, connect it to the remote peer.
+    """:func:`anyio.create_connected_udp_socket`, with ``config``'s options applied before bind.
 
-    Like :func:`anyio.create_connected_udp_socket`, with the config first. The family follows
-    the first address ``remote_host`` resolves to (IP literals are not resolved).
+    anyio's parameters and defaults: ``local_host`` (passive lookup, first answer) fixes the
+    family; ``remote_host`` is looked up in that family and its first answer is the peer.
+    Without ``local_host`` the socket binds the peer family's wildcard on ``local_port`` (port 0:
+    the kernel picks one, as connect() would). Keyword-only extras as
+    :func:`create_udp_socket`.
 
     Example::
 
-        async with await create_connected_udp_socket(None, "127.0.0.1", 5353) as udp:
+        async with await create_connected_udp_socket("127.0.0.1", 5353) as udp:
             await udp.send(b"query")
     """
-    cfg = _evolve_reuse_port(config, reuse_port)
-    remote = (await resolve(remote_host, remote_port, socket.SOCK_DGRAM, family=family))[0]
-    remote_family = socket.AF_INET if remote.family == 4 else socket.AF_INET6
-    local = await _bind_address(local_host, local_port, remote_family)
+    cfg = anyio_config(config, reuse_port)
+    found, local = await _bind_address(local_host, local_port, family)
+    remote_family, _kind, remote = (
+        await lookup(remote_host, remote_port, family=found, kind=socket.SOCK_DGRAM)
+    )[0]
+    if local is None:
+        local = wildcard(remote_family, local_port)
     return _open_datagram_socket(HorizonConnectedUDPSocket, local, cfg, batch_engine, remote)

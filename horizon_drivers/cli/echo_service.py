@@ -569,11 +569,11 @@ def _serve_async(
             # wrapped in an ExceptionGroup.
             if udp is not None:
                 udp_sock = await _binding_async("udp", udp, aio.create_udp_socket(
-                    config, local_host=str(udp.host), local_port=udp.port
+                    local_host=str(udp.host), local_port=udp.port, config=config
                 ))
             if tcp is not None:
                 listener = await _binding_async("tcp", tcp, aio.create_tcp_listener(
-                    config, local_host=str(tcp.host), local_port=tcp.port
+                    local_host=str(tcp.host), local_port=tcp.port, config=config
                 ))
             async with anyio.create_task_group() as group:
                 if udp_sock is not None:

@@ -397,9 +397,9 @@ class AioAdapterDriver:
         local = as_socket_address(address)
         sock = self._open(
             self._aio.create_udp_socket,
-            config,
             local_host=str(local.host),
             local_port=local.port,
+            config=config,
         )
         return _AdaptedUdp(self._bridge, sock)
 
@@ -408,7 +408,7 @@ class AioAdapterDriver:
 
         sock = self._open(
             self._aio.create_udp_socket,
-            dual_stack_config(resolve_config(config)),
+            config=dual_stack_config(resolve_config(config)),
             family=socket.AF_INET6,
             local_host="::",
             local_port=port,
@@ -419,15 +419,22 @@ class AioAdapterDriver:
         local = as_socket_address(address)
         multi = self._open(
             self._aio.create_tcp_listener,
-            config,
             local_host=str(local.host),
             local_port=local.port,
+            config=config,
         )
         return _AdaptedListener(self._bridge, multi)
 
     def connect_tcp(self, address: AddressLike, config: NetConfig | None = None) -> _AdaptedStream:
         target = as_socket_address(address)
-        stream = self._open(self._aio.connect_tcp, config, str(target.host), target.port)
+        try:
+            stream = self._open(self._aio.connect_tcp, str(target.host), target.port, config=config)
+        except OSError as exc:
+            # anyio's shape: OSError("All connection attempts failed") from the attempt's own
+            # error. The sync contract names the attempt's error (ConnectionRefusedError...).
+            if isinstance(exc.__cause__, OSError):
+                raise exc.__cause__ from exc
+            raise
         return _AdaptedStream(self._bridge, stream)
 
     def runtime(self, config: NetConfig | None = None) -> _PacingRuntime:

@@ -23,8 +23,8 @@ TIMEOUT = 10.0
 @asynccontextmanager
 async def udp_pair(engine: str) -> AsyncIterator[tuple[HorizonUDPSocket, HorizonUDPSocket]]:
     config = NetConfig(recv_buf=4 * 1024 * 1024)
-    a = await create_udp_socket(config, local_host="127.0.0.1", batch_engine=engine)  # type: ignore[arg-type]
-    b = await create_udp_socket(config, local_host="127.0.0.1", batch_engine=engine)  # type: ignore[arg-type]
+    a = await create_udp_socket(local_host="127.0.0.1", batch_engine=engine, config=config)  # type: ignore[arg-type]
+    b = await create_udp_socket(local_host="127.0.0.1", batch_engine=engine, config=config)  # type: ignore[arg-type]
     async with a, b:
         yield a, b
 

@@ -29,12 +29,12 @@ TIMEOUT = 5.0
 
 @asynccontextmanager
 async def pair() -> AsyncIterator[tuple[HorizonSocketStream, HorizonSocketStream]]:
-    multi = await create_tcp_listener(NetConfig(), local_host="127.0.0.1")
+    multi = await create_tcp_listener(local_host="127.0.0.1", config=NetConfig())
     listener = multi.listeners[0]
     assert isinstance(listener, HorizonSocketListener)
     async with multi:
         with anyio.fail_after(TIMEOUT):
-            client = await connect_tcp(NetConfig(), "127.0.0.1", listener.local_address.port)
+            client = await connect_tcp("127.0.0.1", listener.local_address.port, config=NetConfig())
             server = await listener.accept()
         async with client, server:
             yield client, server

@@ -35,12 +35,12 @@ TIMEOUT = 5.0
 async def connection(
     config: NetConfig | None = None, host: str = "127.0.0.1"
 ) -> AsyncIterator[tuple[HorizonSocketListener, HorizonSocketStream, HorizonSocketStream]]:
-    multi = await create_tcp_listener(config, local_host=host)
+    multi = await create_tcp_listener(local_host=host, config=config)
     listener = multi.listeners[0]
     assert isinstance(listener, HorizonSocketListener)
     async with multi:
         with anyio.fail_after(TIMEOUT):
-            client = await connect_tcp(config, host, listener.local_address.port)
+            client = await connect_tcp(host, listener.local_address.port, config=config)
             server = await listener.accept()
         async with client, server:
             yield listener, client, server
@@ -61,7 +61,10 @@ async def test_objects_are_anyio_sockets_with_typed_attributes() -> None:
         assert isinstance(server, AsyncTcpStream)
         for each in (listener, client, server):
             assert isinstance(each.extra(HorizonAttribute.options), OptionReport)
-            assert each.extra(HorizonAttribute.config) == NetConfig()
+            # No config: NetConfig() with anyio's defaults (no SO_REUSEPORT, anyio's backlog).
+            assert attrs.evolve(each.extra(HorizonAttribute.config), tcp_backlog=1024) == attrs.evolve(
+                NetConfig(), reuse_port=False
+            )
             assert isinstance(each.extra(SocketAttribute.raw_socket), socket.socket)
 
 
@@ -145,7 +148,7 @@ async def test_busy_resource_error_on_concurrent_receive_and_accept() -> None:
                 with pytest.raises(anyio.BusyResourceError):
                     await listener.accept()
                 await client.send(b"wake")
-                extra = await connect_tcp(None, "127.0.0.1", listener.local_address.port)
+                extra = await connect_tcp("127.0.0.1", listener.local_address.port, config=None)
             await extra.aclose()
 
 
@@ -174,7 +177,8 @@ async def test_accepted_and_connecting_streams_are_configured() -> None:
 
 
 async def test_listener_options_and_backlog_override() -> None:
-    multi = await create_tcp_listener(NetConfig(), local_host="127.0.0.1", backlog=7, reuse_port=False)
+    config = NetConfig(reuse_port=False)
+    multi = await create_tcp_listener(local_host="127.0.0.1", backlog=7, config=config)
     async with multi:
         listener = multi.listeners[0]
         assert isinstance(listener, HorizonSocketListener)
@@ -189,7 +193,7 @@ async def test_listener_options_and_backlog_override() -> None:
 
 async def test_listener_port_is_free_right_after_aclose() -> None:
     config = NetConfig(reuse_port=False, reuse_addr=False)
-    multi = await create_tcp_listener(config, local_host="127.0.0.1")
+    multi = await create_tcp_listener(local_host="127.0.0.1", config=config)
     port = multi.extra(SocketAttribute.local_port)
     await multi.aclose()
     with socket.socket() as probe:
@@ -198,7 +202,7 @@ async def test_listener_port_is_free_right_after_aclose() -> None:
 
 
 async def test_serve_hands_configured_streams_to_the_handler() -> None:
-    multi = await create_tcp_listener(NetConfig(), local_host="127.0.0.1")
+    multi = await create_tcp_listener(local_host="127.0.0.1", config=NetConfig())
     port = multi.extra(SocketAttribute.local_port)
     seen: list[bytes] = []
 
@@ -213,7 +217,7 @@ async def test_serve_hands_configured_streams_to_the_handler() -> None:
         with anyio.fail_after(TIMEOUT):
             async with anyio.create_task_group() as group:
                 group.start_soon(multi.serve, handler)
-                async with await connect_tcp(None, "127.0.0.1", port) as client:
+                async with await connect_tcp("127.0.0.1", port, config=None) as client:
                     await client.send(b"olleh")
                     assert await client.receive() == b"hello"
                 group.cancel_scope.cancel()
@@ -221,7 +225,8 @@ async def test_serve_hands_configured_streams_to_the_handler() -> None:
 
 
 async def test_wildcard_listener_serves_both_families(ipv6: None) -> None:
-    multi = await create_tcp_listener(NetConfig())
+    # An explicit ipv6_only=True opts out of anyio's single dual-stack socket: one per family.
+    multi = await create_tcp_listener(config=NetConfig(ipv6_only=True))
     async with multi:
         families = sorted(each.extra(SocketAttribute.family) for each in multi.listeners)
         assert families == sorted([socket.AF_INET, socket.AF_INET6])
@@ -233,17 +238,17 @@ async def test_wildcard_listener_serves_both_families(ipv6: None) -> None:
         assert six.options["ipv6_only"].effective == 1
         with anyio.fail_after(TIMEOUT):
             for host in ("127.0.0.1", "::1"):
-                async with await connect_tcp(None, host, port) as client:
+                async with await connect_tcp(host, port, config=None) as client:
                     await client.send(b"hi")
 
 
 async def test_connect_by_name_falls_back_between_addresses() -> None:
     # Only IPv4 listens; "localhost" may resolve to ::1 first: the next address is tried.
-    multi = await create_tcp_listener(None, local_host="127.0.0.1")
+    multi = await create_tcp_listener(local_host="127.0.0.1", config=None)
     async with multi:
         port = multi.extra(SocketAttribute.local_port)
         with anyio.fail_after(TIMEOUT):
-            async with await connect_tcp(None, "localhost", port, happy_eyeballs_delay=0.05) as client:
+            async with await connect_tcp("localhost", port, happy_eyeballs_delay=0.05, config=None) as client:
                 assert client.extra(SocketAttribute.remote_address) == ("127.0.0.1", port)
 
 
@@ -252,21 +257,22 @@ async def test_happy_eyeballs_uses_the_address_that_connects(
 ) -> None:
     import horizon_drivers.aio.tcp as tcp_module
     from horizon_core.addresses import SocketAddress
+    from horizon_drivers.aio.resolution import Resolved
 
-    multi = await create_tcp_listener(None, local_host="127.0.0.1")
+    multi = await create_tcp_listener(local_host="127.0.0.1", config=None)
     async with multi:
         port = multi.extra(SocketAttribute.local_port)
 
-        async def two_addresses(*_args: object, **_kwargs: object) -> list[SocketAddress]:
+        async def two_addresses(*_args: object, **_kwargs: object) -> list[Resolved]:
             # 127.0.0.2 has no listener (refused); 127.0.0.1 answers.
             return [
-                SocketAddress.parse(f"127.0.0.2:{port}"),
-                SocketAddress.parse(f"127.0.0.1:{port}"),
+                (socket.AF_INET, socket.SOCK_STREAM, SocketAddress.parse(f"127.0.0.2:{port}")),
+                (socket.AF_INET, socket.SOCK_STREAM, SocketAddress.parse(f"127.0.0.1:{port}")),
             ]
 
-        monkeypatch.setattr(tcp_module, "resolve", two_addresses)
+        monkeypatch.setattr(tcp_module, "lookup", two_addresses)
         with anyio.fail_after(TIMEOUT):
-            async with await connect_tcp(None, "example.invalid", port) as client:
+            async with await connect_tcp("example.invalid", port, config=None) as client:
                 assert client.extra(SocketAttribute.remote_address) == ("127.0.0.1", port)
 
 
@@ -275,7 +281,7 @@ async def test_connection_refused_is_an_oserror() -> None:
         gone.bind(("127.0.0.1", 0))
         port = gone.getsockname()[1]
     with anyio.fail_after(TIMEOUT), pytest.raises(OSError):
-        await connect_tcp(None, "127.0.0.1", port)
+        await connect_tcp("127.0.0.1", port, config=None)
 
 
 async def test_ipv6_stream(ipv6: None) -> None:
@@ -288,7 +294,7 @@ async def test_ipv6_stream(ipv6: None) -> None:
 
 
 async def test_listener_on_a_name_listens_on_every_address() -> None:
-    multi = await create_tcp_listener(None, local_host="localhost")
+    multi = await create_tcp_listener(local_host="localhost", config=None)
     async with multi:
         assert isinstance(multi, MultiListener)
         assert len({each.extra(SocketAttribute.local_port) for each in multi.listeners}) == 1

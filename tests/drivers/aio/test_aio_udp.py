@@ -34,8 +34,8 @@ TIMEOUT = 5.0
 
 
 async def _pair(engine: str, host: str = "127.0.0.1") -> tuple[HorizonUDPSocket, HorizonUDPSocket]:
-    a = await create_udp_socket(NetConfig(), local_host=host, batch_engine=engine)  # type: ignore[arg-type]
-    b = await create_udp_socket(NetConfig(), local_host=host, batch_engine=engine)  # type: ignore[arg-type]
+    a = await create_udp_socket(local_host=host, batch_engine=engine, config=NetConfig())  # type: ignore[arg-type]
+    b = await create_udp_socket(local_host=host, batch_engine=engine, config=NetConfig())  # type: ignore[arg-type]
     return a, b
 
 
@@ -151,17 +151,17 @@ async def test_port_is_free_right_after_aclose(kind: str, engine: str) -> None:
     config = NetConfig(reuse_port=False, reuse_addr=False)
     if kind == "udp":
         udp: HorizonUDPSocket | HorizonConnectedUDPSocket = await create_udp_socket(
-            config,
             local_host="127.0.0.1",
             batch_engine=engine,  # type: ignore[arg-type]
+            config=config,
         )
     else:
         udp = await create_connected_udp_socket(
-            config,
             "127.0.0.1",
             9,
             local_host="127.0.0.1",
             batch_engine=engine,  # type: ignore[arg-type]
+            config=config,
         )
     port = _port(udp)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as blocked, pytest.raises(OSError):
@@ -173,12 +173,12 @@ async def test_port_is_free_right_after_aclose(kind: str, engine: str) -> None:
 
 async def test_connected_socket(engine: str) -> None:
     async with (
-        await create_udp_socket(None, local_host="127.0.0.1") as server,
+        await create_udp_socket(local_host="127.0.0.1", config=None) as server,
         await create_connected_udp_socket(
-            NetConfig(),
             "127.0.0.1",
             _port(server),
             batch_engine=engine,  # type: ignore[arg-type]
+            config=NetConfig(),
         ) as client,
     ):
         assert isinstance(client, ConnectedUDPSocket)
@@ -200,7 +200,7 @@ async def test_connected_socket_reports_icmp_unreachable_as_broken() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as gone:
         gone.bind(("127.0.0.1", 0))
         port = gone.getsockname()[1]
-    async with await create_connected_udp_socket(None, "127.0.0.1", port) as client:
+    async with await create_connected_udp_socket("127.0.0.1", port, config=None) as client:
         with anyio.fail_after(TIMEOUT):
             await client.send(b"anyone?")
             with pytest.raises(anyio.BrokenResourceError) as info:
@@ -348,11 +348,11 @@ async def test_kernel_drops_are_counted(engine: str) -> None:
     config = attrs.evolve(NetConfig(), recv_buf=2048, best_effort=frozenset({"recv_buf"}))
     async with (
         await create_udp_socket(
-            config,
             local_host="127.0.0.1",
             batch_engine=engine,  # type: ignore[arg-type]
+            config=config,
         ) as a,
-        await create_udp_socket(None, local_host="127.0.0.1") as b,
+        await create_udp_socket(local_host="127.0.0.1", config=None) as b,
     ):
         if a.options["rx_drop_counter"].status is not OptionStatus.APPLIED:
             pytest.skip("SO_RXQ_OVFL is not available here")
@@ -383,9 +383,9 @@ async def test_kernel_drops_are_counted(engine: str) -> None:
 async def test_options_are_applied_before_bind_and_read_back(engine: str) -> None:
     config = attrs.evolve(NetConfig(), recv_buf=512 * 1024, send_buf=256 * 1024, tos=0x10, ttl=33)
     async with await create_udp_socket(
-        config,
         local_host="127.0.0.1",
         batch_engine=engine,  # type: ignore[arg-type]
+        config=config,
     ) as udp:
         raw = udp.extra(SocketAttribute.raw_socket)
         report = udp.extra(HorizonAttribute.options)
@@ -398,8 +398,18 @@ async def test_options_are_applied_before_bind_and_read_back(engine: str) -> Non
         assert udp.extra(HorizonAttribute.config) is config
 
 
-async def test_reuse_port_argument_overrides_config() -> None:
-    async with await create_udp_socket(NetConfig(), local_host="127.0.0.1", reuse_port=False) as udp:
+async def test_reuse_port_is_off_unless_the_call_or_the_config_asks() -> None:
+    async with await create_udp_socket(local_host="127.0.0.1") as plain:
+        raw = plain.extra(SocketAttribute.raw_socket)
+        assert raw.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 0
+    async with await create_udp_socket(local_host="127.0.0.1", reuse_port=True) as asked:
+        raw = asked.extra(SocketAttribute.raw_socket)
+        assert raw.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 1
+    async with await create_udp_socket(local_host="127.0.0.1", config=NetConfig()) as configured:
+        raw = configured.extra(SocketAttribute.raw_socket)
+        assert raw.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 1
+    config = NetConfig(reuse_port=False)
+    async with await create_udp_socket(local_host="127.0.0.1", config=config) as udp:
         raw = udp.extra(SocketAttribute.raw_socket)
         assert raw.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 0
         assert udp.config.reuse_port is False
@@ -407,13 +417,13 @@ async def test_reuse_port_argument_overrides_config() -> None:
 
 async def test_bad_engine_name_is_refused() -> None:
     with pytest.raises(ValueError, match="batch_engine"):
-        await create_udp_socket(None, local_host="127.0.0.1", batch_engine="fast")  # type: ignore[arg-type]
+        await create_udp_socket(local_host="127.0.0.1", batch_engine="fast", config=None)  # type: ignore[arg-type]
 
 
 async def test_names_are_resolved_without_blocking_the_loop() -> None:
-    async with await create_udp_socket(None, local_host="localhost", family=socket.AF_INET) as a:
+    async with await create_udp_socket(local_host="localhost", family=socket.AF_INET, config=None) as a:
         assert a.extra(SocketAttribute.local_address)[0] == "127.0.0.1"
-        async with await create_udp_socket(None, local_host="127.0.0.1") as b:
+        async with await create_udp_socket(local_host="127.0.0.1", config=None) as b:
             with anyio.fail_after(TIMEOUT):
                 await b.sendto(b"by name", "localhost", _port(a))
                 assert (await a.receive())[0] == b"by name"
@@ -448,8 +458,8 @@ async def test_ipv6_send_receive_and_batches(engine: str) -> None:
 @pytest.mark.usefixtures("ipv6")
 async def test_ipv6_connected_socket() -> None:
     async with (
-        await create_udp_socket(None, local_host="::1") as server,
-        await create_connected_udp_socket(None, "::1", _port(server)) as client,
+        await create_udp_socket(local_host="::1", config=None) as server,
+        await create_connected_udp_socket("::1", _port(server), config=None) as client,
     ):
         assert client.extra(SocketAttribute.family) == socket.AF_INET6
         with anyio.fail_after(TIMEOUT):
@@ -464,11 +474,11 @@ async def test_dual_stack_socket_serves_ipv4_peers(engine: str) -> None:
     config = NetConfig(ipv6_only=False)
     async with (
         await create_udp_socket(
-            config,
             family=socket.AF_INET6,
             batch_engine=engine,  # type: ignore[arg-type]
+            config=config,
         ) as server,
-        await create_udp_socket(None, local_host="127.0.0.1") as v4,
+        await create_udp_socket(local_host="127.0.0.1", config=None) as v4,
     ):
         assert server.options["ipv6_only"].effective == 0
         with anyio.fail_after(TIMEOUT):
@@ -528,9 +538,9 @@ async def test_large_batches_beyond_one_recvmmsg(engine: str) -> None:
 async def test_gro_buffers_split_for_receive_and_stay_whole_in_batches(engine: str) -> None:
     config = NetConfig(udp_gro=True)
     async with await create_udp_socket(
-        config,
         local_host="127.0.0.1",
         batch_engine=engine,  # type: ignore[arg-type]
+        config=config,
     ) as rx:
         if rx.options["udp_gro"].status is not OptionStatus.APPLIED:
             pytest.skip("UDP_GRO is not available here")
