@@ -347,3 +347,39 @@ def test_udp_enobufs_falls_back_and_close_returns_the_slots() -> None:
         pool.free_batch(batch)
         pool.check_invariants()
         assert len(_receive(receiver, 128)) == 128
+
+
+# -- the ledger: id ranges that wrap past 2**32 and arrive coalesced, in any order -------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    start=st.one_of(st.integers(0, 2**32 - 1), st.integers(2**32 - 40, 2**32 - 1)),
+    count=st.integers(1, 40),
+    data=st.data(),
+)
+def test_the_ledger_completes_each_send_once_whatever_the_ranges(
+    start: int, count: int, data: st.DataObject
+) -> None:
+    from horizon_drivers.native.linux.descriptor import ZerocopyLedger
+
+    ledger = ZerocopyLedger(1)
+    ledger._test_start_at(start)
+    for i in range(count):
+        ledger._test_record(memoryview(bytes([i % 256])))
+    # The kernel coalesces consecutive completions into inclusive ranges; cut the ids into
+    # ranges and deliver them in any order (UDP completions need not be ordered).
+    cuts = sorted(data.draw(st.sets(st.integers(1, count - 1), max_size=count - 1))) if count > 1 else []
+    bounds = [0, *cuts, count]
+    ranges = [(bounds[k], bounds[k + 1] - 1) for k in range(len(bounds) - 1)]
+    order = data.draw(st.permutations(ranges))
+    copied = data.draw(st.booleans())
+    for first, last in order:
+        ledger._test_complete((start + first) % 2**32, (start + last) % 2**32, copied)
+    assert ledger.in_flight == 0
+    assert ledger.completions == ledger.sends == count
+    assert ledger.copied == (count if copied else 0)
+    # A repeated or foreign range completes nothing twice.
+    ledger._test_complete(start, (start + count - 1) % 2**32, False)
+    ledger._test_complete(0, 2**32 - 1, False)
+    assert ledger.completions == count
