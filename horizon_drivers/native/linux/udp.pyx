@@ -619,8 +619,7 @@ cdef class UdpSocket(OwnedDescriptor):
         cdef unsigned int groups
         cdef Py_ssize_t sent
         if self._gso_limit and vlen > 1:
-            groups = plan_gso_runs(self._smsgs, self._siov, vlen, self._gso_limit, self._gmsgs,
-                                   self._gcounts, self._gcontrol, zerocopy_page_cap(self))
+            groups = plan_send_runs(self, vlen)  # udp_zerocopy.pxi
             if groups < vlen:
                 sent = self._send_groups(fd, groups, requested)
                 if sent >= 0:

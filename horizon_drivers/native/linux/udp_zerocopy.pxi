@@ -10,8 +10,8 @@
 #   messages carry on average at least ``zerocopy_threshold`` bytes (a batch cut into runs
 #   leaves a shorter last run, which should not turn zero-copy off for the rest); each message
 #   sent takes one completion id.
-# * Runs are cut at ZEROCOPY_MAX_PAGES pages (udp_gso_plan.pxi): a zero-copy send pins one
-#   fragment per page and an skb holds at most MAX_SKB_FRAGS of them.
+# * Runs that will go zero-copy are cut at ZEROCOPY_MAX_PAGES pages (udp_gso_plan.pxi): a
+#   zero-copy send pins one fragment per page and an skb holds at most MAX_SKB_FRAGS of them.
 
 from libc.errno cimport ENOBUFS
 
@@ -19,8 +19,25 @@ from horizon_drivers.native.linux.descriptor cimport ZerocopyLedger
 from horizon_drivers.native.linux.sys_errqueue cimport MSG_ZEROCOPY
 
 
-cdef inline unsigned int zerocopy_page_cap(UdpSocket sock) noexcept:
-    return 0 if sock._zc is None else ZEROCOPY_MAX_PAGES
+cdef unsigned int plan_send_runs(UdpSocket sock, unsigned int vlen) noexcept:
+    """Plan the GSO runs of the ``vlen`` messages built in ``_smsgs``; return how many.
+
+    Runs are cut at ZEROCOPY_MAX_PAGES only when the call will likely go zero-copy (its
+    messages, planned uncut, average ``zerocopy_threshold`` bytes): a copied send keeps runs as
+    long as GSO allows, which measured twice as fast on loopback.
+    """
+    cdef unsigned int groups, i
+    cdef size_t nbytes = 0
+    groups = plan_gso_runs(sock._smsgs, sock._siov, vlen, sock._gso_limit, sock._gmsgs,
+                           sock._gcounts, sock._gcontrol, 0)
+    if sock._zc is None or sock._zc.off_pool or groups >= vlen:
+        return groups
+    for i in range(vlen):
+        nbytes += sock._siov[i].iov_len
+    if nbytes < <size_t>sock._zc.threshold * groups:
+        return groups
+    return plan_gso_runs(sock._smsgs, sock._siov, vlen, sock._gso_limit, sock._gmsgs,
+                         sock._gcounts, sock._gcontrol, ZEROCOPY_MAX_PAGES)
 
 
 cdef int send_groups_zerocopy(UdpSocket sock, int fd, unsigned int groups, int *err) except -2:
