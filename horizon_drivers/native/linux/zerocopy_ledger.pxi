@@ -73,6 +73,12 @@ cdef class ZerocopyLedger:
         self.holds = {}
         self.threshold = threshold
 
+    def __dealloc__(self):
+        # A socket dropped without close(): give pool slots back so the pool does not keep them
+        # POSTED forever (the descriptor is closed by then, so no completion can come).
+        if self.holds:
+            self.abandon()
+
     @property
     def in_flight(self):
         return len(self.holds)

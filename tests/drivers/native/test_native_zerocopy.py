@@ -7,7 +7,9 @@ buffer lifetimes, close, fallback), never speed.
 
 from __future__ import annotations
 
+import gc
 import select
+import sys
 import time
 from collections.abc import Iterator
 
@@ -202,6 +204,7 @@ def test_closing_with_sends_in_flight_counts_them_and_does_not_crash() -> None:
     small = NetConfig(zerocopy_threshold=THRESHOLD, recv_buf=64 * 1024, send_buf=64 * 1024)
     listener, client, server = _pair(small)
     payload = bytes(THRESHOLD)
+    baseline = sys.getrefcount(payload)
     # The peer reads nothing: the last sends stay unacknowledged in the send queue, so their
     # completions cannot have arrived.
     for _ in range(10_000):
@@ -219,6 +222,7 @@ def test_closing_with_sends_in_flight_counts_them_and_does_not_crash() -> None:
     assert stats.zerocopy_abandoned > 0
     assert stats.zerocopy_completions + stats.zerocopy_abandoned == stats.zerocopy_sends
     assert client.zerocopy_in_flight == 0
+    assert sys.getrefcount(payload) == baseline  # every hold was let go: nothing leaks
     with pytest.raises(SocketClosedError):
         client.reap_zerocopy()
     with pytest.raises(SocketClosedError):
@@ -383,3 +387,20 @@ def test_the_ledger_completes_each_send_once_whatever_the_ranges(
     ledger._test_complete(start, (start + count - 1) % 2**32, False)
     ledger._test_complete(0, 2**32 - 1, False)
     assert ledger.completions == count
+
+
+def test_a_socket_dropped_without_close_gives_its_pool_slots_back() -> None:
+    sender, receiver = _udp_pair()
+    with receiver:
+        pool = BufferPool(64, 2048)
+        batch = pool.batch(64)
+        for i in range(64):
+            batch.append(bytes([i]) * 1400, receiver.local_address)
+        assert sender.send_batch(batch) == 64
+        assert sender.zerocopy_in_flight > 0
+        batch.release()
+        del sender
+        gc.collect()
+        assert pool.lent == 0
+        assert pool.counts()[SlotState.FREE] == 64
+        pool.check_invariants()
