@@ -101,9 +101,15 @@ cdef class ZerocopyLedger:
 
     cdef void record_loan(self, object pool, list slots) except *:
         """One zero-copy send of these pool slots succeeded: lend them until its completion."""
+        cdef Py_ssize_t lent = 0
         lend = pool.lend_to_kernel
-        for slot in slots:
-            lend(slot)
+        try:
+            for slot in slots:
+                lend(slot)
+                lent += 1
+        except BaseException:
+            PoolLoan(pool, slots[:lent]).give_back()  # all or nothing
+            raise
         self.record(PoolLoan(pool, slots))
 
     cdef int complete(self, uint32_t low, uint32_t high, bint copied) except -1:
