@@ -4,8 +4,10 @@
 
 cdef enum:
     # A zero-copy send pins each page of its payload as one fragment of one skb, and an skb has
-    # at most MAX_SKB_FRAGS (17 by default) of them: a longer run fails with EMSGSIZE. Runs that
-    # may go zero-copy are cut at 16 pages (counted per iovec, so a conservative count).
+    # at most MAX_SKB_FRAGS (17 by default) of them: a longer run fails with EMSGSIZE. Measured
+    # on Linux 6.18 with 1400-, 1000- and 600-byte datagrams in 2 KiB slots: iovecs touching 17
+    # pages in all (counted per iovec: pages are not shared between iovecs) went, 18 failed.
+    # Runs that will go zero-copy are cut at 16, one to spare.
     ZEROCOPY_MAX_PAGES = 16
     _PAGE_SHIFT = 12
 
