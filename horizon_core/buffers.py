@@ -10,6 +10,12 @@ Rules this module obeys (the slot lifecycle lives here and nowhere else):
 * Read path: ``FREE -> POSTED -> FILLED -> FREE``. POSTED means the kernel owns the slot (a receive
   is in flight); FILLED means it holds a datagram the consumer has not released yet.
   Write path: ``FREE -> FILLED`` (the user composed an outgoing datagram), then ``FILLED -> FREE``.
+* Zero-copy sends (MSG_ZEROCOPY): the kernel reads a sent slot's memory until its completion
+  arrives, long after the send call returned. The driver counts each such send on the slot
+  (``lend_to_kernel``), and one completion gives one back (``return_from_kernel``). Releasing a
+  FILLED slot the kernel still holds is the DEFER step, ``FILLED -> POSTED`` (the kernel owns
+  it again), and the last completion is the RETURN step, ``POSTED -> FREE``. So a slot is never
+  FREE, and never handed out again, while the kernel may still read it.
 * Who may move a slot:
 
   - drivers post slots and complete or cancel them (``begin_receive``/``commit_receive`` for
@@ -111,6 +117,8 @@ class SlotOp(enum.StrEnum):
     CANCEL = "cancel"
     WRITE = "write"
     RELEASE = "release"
+    DEFER = "defer"
+    RETURN = "return"
 
 
 FREE = SlotState.FREE
@@ -130,6 +138,10 @@ TRANSITIONS: Mapping[tuple[SlotState, SlotOp], SlotState] = MappingProxyType(
         (FREE, SlotOp.WRITE): FILLED,
         # the consumer is done with it
         (FILLED, SlotOp.RELEASE): FREE,
+        # released while a zero-copy send still has it: the kernel owns it until completion
+        (FILLED, SlotOp.DEFER): POSTED,
+        # the last zero-copy completion of a deferred slot arrived
+        (POSTED, SlotOp.RETURN): FREE,
     }
 )
 
@@ -148,6 +160,11 @@ _COMPLETE_FROM, _COMPLETE_TO = _rule(SlotOp.COMPLETE)
 _CANCEL_FROM, _CANCEL_TO = _rule(SlotOp.CANCEL)
 _WRITE_FROM, _WRITE_TO = _rule(SlotOp.WRITE)
 _RELEASE_FROM, _RELEASE_TO = _rule(SlotOp.RELEASE)
+_DEFER_FROM, _DEFER_TO = _rule(SlotOp.DEFER)
+_RETURN_FROM, _RETURN_TO = _rule(SlotOp.RETURN)
+if _DEFER_FROM != _RELEASE_FROM or _DEFER_TO != _RETURN_FROM or _RETURN_TO != _RELEASE_TO:
+    raise RuntimeError("TRANSITIONS: DEFER must leave the state RELEASE leaves and lead to the "
+                       "state RETURN leaves, and RETURN lead where RELEASE does")
 
 # The bulk paths check a run against one prebuilt byte run per step: commit_receive checks the
 # whole run once for "posted" (the state both COMPLETE and CANCEL leave), and release() checks
@@ -228,9 +245,11 @@ class BufferPool:
     __slots__ = (
         "_batches",
         "_buffer",
+        "_held",
         "_owners",
         "_reserved",
         "addresses",
+        "kernel_holds",
         "lengths",
         "memory",
         "original_lengths",
@@ -266,6 +285,10 @@ class BufferPool:
         self._reserved = bytearray(slot_count)  # 1 where a live batch holds the slot
         self._owners: list[Batch | None] = [None] * slot_count
         self._batches: dict[int, Batch] = {}  # start slot -> live batch
+        # Zero-copy sends in flight per slot; _held is their sum, so release() keeps its
+        # fast paths whenever no slot of the pool is lent.
+        self.kernel_holds = _u32_array(slot_count)
+        self._held = 0
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{s.name}={n}" for s, n in self.counts().items())
@@ -384,12 +407,90 @@ class BufferPool:
         if target is None:
             op = SlotOp(op)  # a ValueError here names an unknown operation
             raise _slot_error(slot, state, op, _ALLOWED_FROM[op])
+        holds = self.kernel_holds[slot]
+        if holds:
+            if op == SlotOp.RELEASE:
+                target = _DEFER_TO  # the kernel may still read it: DEFER, never FREE
+            elif op != SlotOp.DEFER:
+                raise _slot_error(slot, state, SlotOp(op), _ALLOWED_FROM[SlotOp(op)],
+                                  f"the kernel holds it for {holds} zero-copy sends; "
+                                  "return_from_kernel() follows each completion")
+        elif op == SlotOp.DEFER or op == SlotOp.RETURN:
+            raise _slot_error(slot, state, SlotOp(op), _ALLOWED_FROM[SlotOp(op)],
+                              "no zero-copy send holds it: lend_to_kernel() comes first")
         self.states[slot] = target
         if target == FILLED:
             owner.order.append(slot)
         elif state == FILLED:
             owner.order.remove(slot)
         return SlotState(target)
+
+    def lend_to_kernel(self, slot: int) -> int:
+        """Count one zero-copy send of FILLED ``slot`` in flight; return its sends in flight.
+
+        The kernel reads the slot until that send's completion; until then ``release()`` moves
+        the slot to POSTED (DEFER) instead of FREE, so nothing reuses it.
+
+        Example:
+            >>> pool = BufferPool(2, 64)
+            >>> batch = pool.batch(2)
+            >>> _ = batch.append(b"payload")
+            >>> pool.lend_to_kernel(0)
+            1
+            >>> batch.release(); pool.state(0)
+            <SlotState.POSTED: 1>
+            >>> pool.return_from_kernel(0), pool.state(0)
+            (0, <SlotState.FREE: 0>)
+        """
+        self._check_slot(slot)
+        state = self.states[slot]
+        if state != FILLED or self._owners[slot] is None:
+            raise _slot_error(slot, state, "lend_to_kernel", (FILLED.name,),
+                              "only a datagram being sent can be lent to the kernel")
+        holds = self.kernel_holds[slot]
+        if holds == _MAX_U32:
+            raise OverflowError(f"slot {slot} already has {holds} zero-copy sends in flight")
+        self.kernel_holds[slot] = holds + 1
+        self._held += 1
+        return holds + 1
+
+    def return_from_kernel(self, slot: int) -> int:
+        """One zero-copy send of ``slot`` completed; return its sends still in flight.
+
+        The last completion of a slot released meanwhile (POSTED by DEFER) frees it (RETURN);
+        a slot not yet released stays FILLED.
+
+        Example:
+            >>> pool = BufferPool(1, 64)
+            >>> _ = pool.batch(1).append(b"x")
+            >>> pool.return_from_kernel(0)
+            Traceback (most recent call last):
+            ...
+            ValueError: slot 0 has no zero-copy send in flight (it is FILLED)
+        """
+        self._check_slot(slot)
+        holds = self.kernel_holds[slot]
+        state = self.states[slot]
+        if not holds:
+            raise ValueError(
+                f"slot {slot} has no zero-copy send in flight (it is {SlotState(state).name})"
+            )
+        holds -= 1
+        self.kernel_holds[slot] = holds
+        self._held -= 1
+        if not holds and state == _RETURN_FROM:
+            self.states[slot] = _RETURN_TO
+        return holds
+
+    @property
+    def lent(self) -> int:
+        """Zero-copy sends in flight over all slots (what ``return_from_kernel`` still awaits).
+
+        Example:
+            >>> BufferPool(2, 64).lent
+            0
+        """
+        return self._held
 
     def _check_slot(self, slot: int) -> None:
         if type(slot) is not int or not 0 <= slot < self.slot_count:
@@ -452,6 +553,11 @@ class BufferPool:
             previous_end = end
         if self.states.count(FREE, previous_end, n) != n - previous_end:
             raise broken(f"an unreserved slot in [{previous_end}, {n}) is not FREE")
+        if sum(self.kernel_holds) != self._held or len(self.kernel_holds) != n:
+            raise broken(f"kernel_holds sum to {sum(self.kernel_holds)}, expected {self._held}")
+        for slot in range(n) if self._held else ():
+            if self.kernel_holds[slot] and self.states[slot] not in (FILLED, POSTED):
+                raise broken(f"slot {slot} is lent to the kernel but FREE")
         if self._reserved.count(1) != covered or self._reserved.count(0) != n - covered:
             raise broken("reserved slots do not match the live batches")
         if sum(owner is not None for owner in self._owners) != covered:
@@ -721,6 +827,9 @@ class Batch:
     def release(self) -> None:
         """Every FILLED slot -> FREE (RELEASE); ``order`` is cleared. Payload views go stale.
 
+        A slot a zero-copy send still holds goes to POSTED instead (DEFER) and becomes FREE with
+        its last completion (:meth:`BufferPool.return_from_kernel`).
+
         Example:
             >>> batch = BufferPool(2, 8).batch(2)
             >>> _ = batch.append(b"x")
@@ -731,23 +840,27 @@ class Batch:
         held = len(order)
         if not held:
             return
-        states = self.pool.states
+        pool = self.pool
+        states = pool.states
         start = self.start
-        if held == 1 and states[start] == _RELEASE_FROM:
+        if pool._held:
+            # Some slot is lent to the kernel: DEFER those (FILLED -> POSTED), RELEASE the rest.
+            holds = pool.kernel_holds
+            for slot in order:
+                states[slot] = _DEFER_TO if holds[slot] else _RELEASE_TO
+        elif held == 1 and states[start] == _RELEASE_FROM:
             # One datagram in the run's first slot: what a low-latency server releases on every
             # round trip. An item move, no slice; about half of the general path's cost.
             states[start] = _RELEASE_TO
-            del order[0]
-            return
-        end = self._end
-        if held == self.capacity:
+        elif held == self.capacity:
             # Every slot is FILLED (len(order) counts them): one constant run, no temporary.
-            states[start:end] = self._release_run
+            states[start : self._end] = self._release_run
         elif states.startswith(self._complete_run[:held], start):
             # The FILLED slots are the first ``held`` of the run (every recv_batch leaves them
             # so, and so does appending to an empty batch): O(held), not O(capacity).
             states[start : start + held] = self._release_run[:held]
         else:
+            end = self._end
             states[start:end] = states[start:end].translate(_RELEASE_TABLE)
         del order[:]
 

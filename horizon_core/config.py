@@ -148,6 +148,9 @@ class NetConfig:
       ``udp_gro`` (False), ``rx_drop_counter`` (True), ``udp_gso_batch`` (True; bool: the native
       driver's batch sends, and the aio driver's on Linux, coalesce runs of equal-size datagrams
       to one peer into UDP GSO sends; other drivers send datagram by datagram)
+    * ``zerocopy_threshold`` (None = off; bytes 1..2**30): TCP sends of at least this many bytes
+      and UDP GSO batch runs that large use MSG_ZEROCOPY (SO_ZEROCOPY; native driver only, other
+      drivers report it skipped). Loopback and local delivery always copy; see the README.
     * ``poll_timeout`` (None = block; seconds >= 0), ``spin_budget`` (None; µs 0..1_000_000)
     * ``best_effort`` (empty): field names whose refusal by the kernel is reported, not raised
 
@@ -183,6 +186,9 @@ class NetConfig:
     udp_gro: bool = _setting(False, _Rule("flag", False, note="UDP_GRO"))
     rx_drop_counter: bool = _setting(True, _Rule("flag", False, note="SO_RXQ_OVFL"))
     udp_gso_batch: bool = _setting(True, _Rule("flag", False, note="UDP GSO in batch sends"))
+    zerocopy_threshold: int | None = _setting(
+        None, _Rule("bytes", True, 1, 2**30, "MSG_ZEROCOPY for sends this large, SO_ZEROCOPY")
+    )
     poll_timeout: float | None = _setting(None, _Rule("seconds", True))
     spin_budget: int | None = _setting(
         None, _Rule("micros", True, 0, 1_000_000, "busy-wait before blocking")

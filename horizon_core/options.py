@@ -13,6 +13,10 @@ Rules this module obeys:
   field ends up in ``OptionPlan.settings`` or ``OptionPlan.skipped``. A bool option is planned
   as 0 or 1 wherever the socket has it, so the socket's state never depends on inherited sysctls;
   where the socket lacks it, a bool at the kernel default asked for nothing and is not listed.
+* Some options need more than the kernel: the driver must use them (SO_ZEROCOPY is pointless
+  unless sends carry MSG_ZEROCOPY and someone reads the completions). Such a rule names a
+  :class:`Feature`, and a driver passes the features it implements to :func:`plan_options`;
+  where the driver lacks it, the field is SKIPPED with that reason, never silently dropped.
 * Necessity: a setting is REQUIRED exactly when ``NetConfig.is_required(field)``, except three
   rules made best-effort by the platform: Linux's ``SO_RCVBUFFORCE``/``SO_SNDBUFFORCE`` (they
   need CAP_NET_ADMIN; the plain option is the ``fallback`` and carries the field's necessity),
@@ -55,6 +59,7 @@ __all__ = [
     "OPTION_FIELDS",
     "OPTION_NAMES",
     "Family",
+    "Feature",
     "KernelLimits",
     "Level",
     "Necessity",
@@ -181,6 +186,21 @@ class Necessity(enum.StrEnum):
     BEST_EFFORT = enum.auto()
 
 
+class Feature(enum.StrEnum):
+    """What a driver must implement for an option to mean anything; drivers declare theirs.
+
+    ZEROCOPY: sends of ``NetConfig.zerocopy_threshold`` bytes or more carry MSG_ZEROCOPY, their
+    buffers are held until the kernel's completion, and completions are read from the error
+    queue (the native Linux driver).
+
+    Example:
+        >>> Feature("zerocopy")
+        <Feature.ZEROCOPY: 'zerocopy'>
+    """
+
+    ZEROCOPY = enum.auto()
+
+
 #: Every option name a plan can contain (primaries and fallbacks).
 OPTION_NAMES: Final[tuple[str, ...]] = (
     "SO_REUSEADDR",
@@ -194,6 +214,7 @@ OPTION_NAMES: Final[tuple[str, ...]] = (
     "SO_BUSY_POLL_BUDGET",
     "SO_PREFER_BUSY_POLL",
     "SO_RXQ_OVFL",
+    "SO_ZEROCOPY",
     "IP_TOS",
     "IP_TTL",
     "IPV6_TCLASS",
@@ -341,6 +362,11 @@ def _one_if_false(value: object) -> int | None:
     return 1 if value is False else None
 
 
+def _flag_if_set(value: object) -> int | None:
+    # A threshold turns the socket flag on; None asks for nothing.
+    return None if value is None else 1
+
+
 def _dual_stack(config: NetConfig) -> str | None:
     if config.ipv6_only is True:
         return "IPv6-only socket (ttl reaches only IPv4-mapped traffic; use hop_limit)"
@@ -366,6 +392,8 @@ class _Rule:
     platform_reason: str = "not on this platform"
     # Checks the rest of the config; returns a skip reason, or None when the rule applies.
     condition: Callable[[NetConfig], str | None] | None = None
+    # What the driver must implement for the option to take effect (None: nothing).
+    feature: Feature | None = None
 
 
 _B, _A = Phase.BEFORE_BIND, Phase.AFTER_BIND
@@ -418,6 +446,13 @@ _RULES: Final[tuple[_Rule, ...]] = (
     _Rule("rx_drop_counter", "SO_RXQ_OVFL", _S, _B, _LINUX, _UDP, _BOTH),
     _Rule("udp_gso_segment", "UDP_SEGMENT", Level.UDP, _B, _LINUX, _UDP, _BOTH),
     _Rule("udp_gro", "UDP_GRO", Level.UDP, _B, _LINUX, _UDP, _BOTH),
+    # SO_ZEROCOPY only permits MSG_ZEROCOPY sends (Linux 4.14 TCP, 5.0 UDP); the driver makes
+    # them and reads their completions. Accepted streams get the TCP_STREAM plan, so listeners,
+    # which send nothing, do not need it.
+    _Rule("zerocopy_threshold", "SO_ZEROCOPY", _S, _B, _LINUX,
+          frozenset({SocketKind.UDP, SocketKind.TCP_STREAM}), _BOTH, encode=_flag_if_set,
+          feature=Feature.ZEROCOPY,
+          platform_reason="not on this platform (MSG_ZEROCOPY is Linux-only)"),
     # tcp(7): TCP_QUICKACK "is not permanent": the stack re-enters delayed-ACK mode on its own,
     # so it is applied once connected (or accepted) and cannot be read back meaningfully.
     _Rule("tcp_quickack", "TCP_QUICKACK", Level.TCP, _A, _LINUX, _TCP, _BOTH, readback=False),
@@ -458,7 +493,8 @@ def _kind_reason(kind: SocketKind, rule: _Rule) -> str:
 
 
 def _mismatch(
-    rule: _Rule, config: NetConfig, family: Family, kind: SocketKind, platform: Platform
+    rule: _Rule, config: NetConfig, family: Family, kind: SocketKind, platform: Platform,
+    features: frozenset[Feature],
 ) -> tuple[int, str] | None:
     """None if ``rule`` applies; else (how far it got, why not). Later checks are more specific."""
     if kind not in rule.kinds:
@@ -467,10 +503,12 @@ def _mismatch(
         return 1, "IPv4 socket" if family is Family.IPV4 else "IPv6 socket"
     if platform not in rule.platforms:
         return 2, rule.platform_reason
+    if rule.feature is not None and rule.feature not in features:
+        return 3, f"not supported by this driver (it does not implement {rule.feature.value})"
     if rule.condition is not None:
         reason = rule.condition(config)
         if reason is not None:
-            return 3, reason
+            return 4, reason
     return None
 
 
@@ -485,9 +523,17 @@ def _asks(field: str, value: object) -> bool:
 
 
 def plan_options(
-    config: NetConfig, family: Family, kind: SocketKind, platform: Platform
+    config: NetConfig,
+    family: Family,
+    kind: SocketKind,
+    platform: Platform,
+    *,
+    features: frozenset[Feature] = frozenset(),
 ) -> OptionPlan:
-    """Decide every ``setsockopt`` for one socket: a pure function of its four arguments.
+    """Decide every ``setsockopt`` for one socket: a pure function of its arguments.
+
+    ``features`` are what the driver that will own the socket implements; an option that needs
+    another is skipped with the reason (``zerocopy_threshold`` needs :attr:`Feature.ZEROCOPY`).
 
     Settings come in table order, BEFORE_BIND first. Each field that asked for something is
     either in ``settings`` or in ``skipped`` with the reason; bool fields are planned as 0/1
@@ -521,7 +567,7 @@ def plan_options(
             encoded = rule.encode(value)
             if encoded is None:
                 continue  # this row does not serve this value (None, or reuse_addr=True)
-            miss = _mismatch(rule, config, family, kind, platform)
+            miss = _mismatch(rule, config, family, kind, platform, features)
             if miss is not None:
                 misses.append((miss[0], miss[1], rule, encoded))
                 continue

@@ -69,6 +69,16 @@ class _Counters:
     would_block: int = 0
     partial_sends: int = 0
     errors: int = 0
+    #: MSG_ZEROCOPY sends made; completions the kernel reported for them; completions that said
+    #: the kernel copied anyway (SO_EE_CODE_ZEROCOPY_COPIED: loopback, local delivery, a device
+    #: without scatter-gather); zero-copy sends refused for lack of option memory (ENOBUFS) and
+    #: sent by copying instead; and sends still in flight when the socket closed, whose
+    #: completion can no longer be read.
+    zerocopy_sends: int = 0
+    zerocopy_completions: int = 0
+    zerocopy_copied: int = 0
+    zerocopy_fallbacks: int = 0
+    zerocopy_abandoned: int = 0
 
     def _counter_values(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in _COUNTERS}

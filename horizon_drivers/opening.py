@@ -19,6 +19,9 @@ Rules this module obeys:
   quickack, buffers, tos. The reference returned them blocking and unconfigured. An option an
   accepted stream cannot change any more (IPV6_V6ONLY: EINVAL once bound) but already inherited
   from its listener with the requested value is observed as in effect, not as unsupported.
+* The plan names the features of the driver that will own the socket (``features``: what it
+  implements, such as zero-copy sends); options that need a feature the driver lacks are
+  reported skipped. Only the native Linux driver passes :data:`NATIVE_FEATURES`.
 * Values are read back once the socket is bound or connected: binding changes some (Linux sets
   IPV6_V6ONLY on a socket bound to a specific IPv6 address), and the report says what the socket
   has, not what it had before bind.
@@ -42,6 +45,7 @@ from horizon_core.addresses import SocketAddress, SocketAddressLike, as_socket_a
 from horizon_core.config import NetConfig, dual_stack_config
 from horizon_core.options import (
     Family,
+    Feature,
     Observation,
     OptionPlan,
     OptionReport,
@@ -58,6 +62,7 @@ from horizon_drivers.sockopts import (
 )
 
 __all__ = [
+    "NATIVE_FEATURES",
     "configure_accepted",
     "dual_stack_config",
     "open_tcp_listener",
@@ -80,6 +85,12 @@ _CONNECT_IN_PROGRESS = frozenset(
 )
 
 
+#: What the native Linux driver implements beyond applying options: MSG_ZEROCOPY sends and their
+#: completions.
+NATIVE_FEATURES: frozenset[Feature] = frozenset({Feature.ZEROCOPY})
+
+_NO_FEATURES: frozenset[Feature] = frozenset()
+
 # Options that make a port shareable; see the module docstring for why port-0 UDP defers them.
 _SHARING_OPTIONS = frozenset({"SO_REUSEADDR", "SO_REUSEPORT"})
 
@@ -92,15 +103,21 @@ def _af(family: Family) -> socket.AddressFamily:
     return socket.AF_INET if family is Family.IPV4 else socket.AF_INET6
 
 
-def plan_for(config: NetConfig, family: Family, kind: SocketKind) -> OptionPlan:
-    """The core's plan for a socket of ``family`` and ``kind`` on this platform.
+def plan_for(
+    config: NetConfig,
+    family: Family,
+    kind: SocketKind,
+    features: frozenset[Feature] = _NO_FEATURES,
+) -> OptionPlan:
+    """The core's plan for a socket of ``family`` and ``kind`` on this platform, for a driver
+    implementing ``features``.
 
     Example:
         >>> plan = plan_for(NetConfig(), Family.IPV4, SocketKind.TCP_STREAM)
         >>> "TCP_NODELAY" in [s.name for s in plan.settings]
         True
     """
-    return plan_options(config, family, kind, current_platform())
+    return plan_options(config, family, kind, current_platform(), features=features)
 
 
 def _refresh(
@@ -138,10 +155,11 @@ def _open(
     address: SocketAddress,
     kind: SocketKind,
     config: NetConfig,
+    features: frozenset[Feature],
     local: SocketAddress | None = None,
 ) -> tuple[socket.socket, OptionReport]:
     family = _family_of(address)
-    plan = plan_for(config, family, kind)
+    plan = plan_for(config, family, kind, features)
     sock_type = socket.SOCK_DGRAM if kind is SocketKind.UDP else socket.SOCK_STREAM
     sock = socket.socket(_af(family), sock_type)
     try:
@@ -179,7 +197,11 @@ def _open(
     return sock, report
 
 
-def open_udp(address: SocketAddressLike, config: NetConfig) -> tuple[socket.socket, OptionReport]:
+def open_udp(
+    address: SocketAddressLike,
+    config: NetConfig,
+    features: frozenset[Feature] = _NO_FEATURES,
+) -> tuple[socket.socket, OptionReport]:
     """A nonblocking UDP socket bound to ``address`` with ``config`` applied, and its report.
 
     Example:
@@ -188,10 +210,12 @@ def open_udp(address: SocketAddressLike, config: NetConfig) -> tuple[socket.sock
         ('AF_INET6', True)
         >>> sock.close()
     """
-    return _open(as_socket_address(address), SocketKind.UDP, config)
+    return _open(as_socket_address(address), SocketKind.UDP, config, features)
 
 
-def open_udp_dual_stack(port: int, config: NetConfig) -> tuple[socket.socket, OptionReport]:
+def open_udp_dual_stack(
+    port: int, config: NetConfig, features: frozenset[Feature] = _NO_FEATURES
+) -> tuple[socket.socket, OptionReport]:
     """A UDP socket on ``[::]:port`` with IPV6_V6ONLY off (IPv4 peers as ``::ffff:a.b.c.d``).
 
     Example:
@@ -201,11 +225,11 @@ def open_udp_dual_stack(port: int, config: NetConfig) -> tuple[socket.socket, Op
         >>> sock.close()
     """
     address = SocketAddress.parse(f"[::]:{port}")
-    return _open(address, SocketKind.UDP, dual_stack_config(config))
+    return _open(address, SocketKind.UDP, dual_stack_config(config), features)
 
 
 def open_tcp_listener(
-    address: SocketAddressLike, config: NetConfig
+    address: SocketAddressLike, config: NetConfig, features: frozenset[Feature] = _NO_FEATURES
 ) -> tuple[socket.socket, OptionReport]:
     """A nonblocking TCP socket bound to ``address`` and listening (``config.tcp_backlog``).
 
@@ -215,11 +239,15 @@ def open_tcp_listener(
         '127.0.0.2'
         >>> sock.close()
     """
-    return _open(as_socket_address(address), SocketKind.TCP_LISTENER, config)
+    return _open(as_socket_address(address), SocketKind.TCP_LISTENER, config, features)
 
 
 def open_tcp_stream(
-    address: SocketAddressLike, config: NetConfig, local: SocketAddressLike | None = None
+    address: SocketAddressLike,
+    config: NetConfig,
+    features: frozenset[Feature] = _NO_FEATURES,
+    *,
+    local: SocketAddressLike | None = None,
 ) -> tuple[socket.socket, OptionReport]:
     """A nonblocking TCP socket whose connect to ``address`` has started (EINPROGRESS is fine).
 
@@ -235,10 +263,12 @@ def open_tcp_stream(
         >>> sock.close(); listener.close()
     """
     source = None if local is None else as_socket_address(local)
-    return _open(as_socket_address(address), SocketKind.TCP_STREAM, config, source)
+    return _open(as_socket_address(address), SocketKind.TCP_STREAM, config, features, source)
 
 
-def configure_accepted(sock: socket.socket, config: NetConfig) -> OptionReport:
+def configure_accepted(
+    sock: socket.socket, config: NetConfig, features: frozenset[Feature] = _NO_FEATURES
+) -> OptionReport:
     """Make an accepted stream nonblocking and apply the TCP_STREAM plan; return the report.
 
     Every setting is applied right after accept, in plan order. The socket is closed if a
@@ -258,7 +288,7 @@ def configure_accepted(sock: socket.socket, config: NetConfig) -> OptionReport:
     try:
         sock.setblocking(False)
         family = Family.IPV4 if sock.family == socket.AF_INET else Family.IPV6
-        plan = plan_for(config, family, SocketKind.TCP_STREAM)
+        plan = plan_for(config, family, SocketKind.TCP_STREAM, features)
         observed = apply_settings(sock, plan.settings)
         _accept_inherited(sock, plan.settings, observed)
         report = _report(plan, observed)

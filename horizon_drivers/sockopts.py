@@ -86,6 +86,7 @@ LINUX_OPTION_NUMBERS: Final[Mapping[str, int]] = {
     "SO_BUSY_POLL": 46,
     "SO_PREFER_BUSY_POLL": 69,
     "SO_BUSY_POLL_BUDGET": 70,
+    "SO_ZEROCOPY": 60,
     "IP_TOS": 1,
     "IP_TTL": 2,
     "IPV6_UNICAST_HOPS": 16,

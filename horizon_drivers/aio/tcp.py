@@ -302,7 +302,7 @@ async def _connect_one(
             errno.EAFNOSUPPORT,
             f"cannot connect from {local} (IPv{local.family}) to {address} (IPv{address.family})",
         )
-    sock, report = open_tcp_stream(address, config, local)
+    sock, report = open_tcp_stream(address, config, local=local)
     try:
         # A nonblocking connect completes with writability; SO_ERROR holds its result.
         await anyio.wait_writable(sock)

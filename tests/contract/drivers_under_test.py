@@ -40,9 +40,10 @@ from horizon_core.contract import (
     UdpSocket,
 )
 from horizon_core.events import Interest, Readiness
-from horizon_core.options import Platform
+from horizon_core.options import Feature, Platform
 from horizon_core.slab import Token
 from horizon_drivers import registry
+from horizon_drivers.opening import NATIVE_FEATURES
 
 __all__ = [
     "DRIVER_IDS",
@@ -121,6 +122,8 @@ class DriverUnderTest:
     connected_udp: bool = True
     #: The platform whose option plan the driver's reports follow (None: this host's).
     option_platform: Platform | None = None
+    #: What the driver implements beyond applying options (its plans are made with these).
+    features: frozenset[Feature] = frozenset()
     finalizers: list[Callable[[], None]] = field(default_factory=list)
 
     def net(self) -> Net:
@@ -148,8 +151,9 @@ def _sync_driver(name: str) -> DriverUnderTest:
             option_platform=Platform.LINUX,  # the simulated kernel is Linux
         )
     driver = registry.get_driver(name)
+    features = NATIVE_FEATURES if name == "native" else frozenset()
     # Windows socket handles are not file descriptors: os.dup/os.get_blocking do not apply.
-    return DriverUnderTest(name, lambda: driver, has_fd=sys.platform != "win32")
+    return DriverUnderTest(name, lambda: driver, has_fd=sys.platform != "win32", features=features)
 
 
 def _aio_driver(backend: str) -> DriverUnderTest:

@@ -47,7 +47,10 @@ def check_report(
     fd: int | None,
 ) -> None:
     """The report covers the plan, claims only what it read, and matches a fresh getsockopt."""
-    plan = plan_options(config, Family(family), kind, dut.option_platform or current_platform())
+    plan = plan_options(
+        config, Family(family), kind, dut.option_platform or current_platform(),
+        features=dut.features,
+    )
     planned = {s.field for s in plan.settings} | {s.field for s in plan.skipped}
     assert {o.field for o in report} == planned, "report and plan disagree on the fields"
     assert report.refused_required() == (), "a socket opened although a required option was refused"
@@ -201,3 +204,24 @@ def test_accepted_streams_get_the_listeners_config(dut: DriverUnderTest, family:
         assert contradictions == [], "the accepted stream calls unsupported what its listener applied"
         fd = server.fileno() if dut.has_fd else None
         check_report(dut, server.options, config, family, SocketKind.TCP_STREAM, fd)
+
+
+@pytest.mark.parametrize("kind", ["udp", "tcp_stream"])
+def test_zerocopy_is_applied_by_the_native_driver_and_reported_skipped_by_the_others(
+    dut: DriverUnderTest, kind: str
+) -> None:
+    """Only a driver that makes MSG_ZEROCOPY sends and reads their completions sets SO_ZEROCOPY;
+    every other driver reports the field skipped with the reason, never silently."""
+    config = NetConfig(zerocopy_threshold=16384)
+    with dut.net() as net:
+        for sock, _ in open_kind(net, kind, 4, config):
+            outcome = sock.options["zerocopy_threshold"]  # type: ignore[attr-defined]
+            if dut.features:
+                assert outcome.status is OptionStatus.APPLIED, outcome
+                assert outcome.effective == 1
+            else:
+                assert outcome.status is OptionStatus.SKIPPED, outcome
+                assert outcome.reason in (
+                    "not supported by this driver (it does not implement zerocopy)",
+                    "not on this platform (MSG_ZEROCOPY is Linux-only)",
+                ), outcome

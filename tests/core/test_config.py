@@ -34,6 +34,7 @@ SPEC_DEFAULTS: dict[str, object] = {
     "udp_gro": False,
     "rx_drop_counter": True,
     "udp_gso_batch": True,
+    "zerocopy_threshold": None,
     "poll_timeout": None,
     "spin_budget": None,
     "best_effort": frozenset(),
@@ -532,3 +533,15 @@ def test_from_env_unknown_prefixed_keys_are_errors() -> None:
     assert set(problems) == {"HORIZON_RECV_BUFF", "HORIZON_WHATEVER", "tos"}
     assert problems["HORIZON_RECV_BUFF"].allowed.endswith("(did you mean HORIZON_RECV_BUF?)")
     assert problems["tos"].value == "999"
+
+
+def test_zerocopy_threshold_is_a_byte_count_or_none() -> None:
+    assert NetConfig().zerocopy_threshold is None
+    for good in (1, 16 * KiB, 2**30):
+        assert NetConfig(zerocopy_threshold=good).zerocopy_threshold == good
+    for bad in (0, -1, 2**30 + 1, True, 1.5, "64KiB"):
+        assert rejected_fields(zerocopy_threshold=bad) == ("zerocopy_threshold",), bad
+    with pytest.raises(ConfigError, match=r"zerocopy_threshold.*1 to 1 GiB.*SO_ZEROCOPY"):
+        NetConfig(zerocopy_threshold=0)
+    assert NetConfig.from_mapping({"zerocopy-threshold": "64KiB"}).zerocopy_threshold == 64 * KiB
+    assert NetConfig.from_mapping({"zerocopy_threshold": "none"}).zerocopy_threshold is None

@@ -21,6 +21,7 @@ from horizon_core.options import (
     OPTION_FIELDS,
     OPTION_NAMES,
     Family,
+    Feature,
     KernelLimits,
     Level,
     Necessity,
@@ -369,13 +370,14 @@ def test_every_option_name_is_reachable() -> None:
         hop_limit=64,
         ipv6_only=False,
         udp_gso_segment=1200,
+        zerocopy_threshold=65536,
     )
     seen: set[str] = set()
     for family in Family:
         for kind in SocketKind:
             for platform in Platform:
                 for cfg in (config, NetConfig()):
-                    plan = plan_options(cfg, family, kind, platform)
+                    plan = plan_options(cfg, family, kind, platform, features=frozenset(Feature))
                     seen |= {s.name for s in plan.settings}
                     seen |= {s.fallback.name for s in plan.settings if s.fallback}
     assert seen == set(OPTION_NAMES)
@@ -723,3 +725,53 @@ def test_value_classes_are_frozen() -> None:
     for value in (skip, outcome, Observation("IP_TTL"), KernelLimits(), OptionReport(())):
         with pytest.raises(attrs.exceptions.FrozenInstanceError):
             value.__setattr__("field", "x")
+
+
+# -- zero-copy: an option that needs a driver feature ---------------------------------------
+
+ZEROCOPY = NetConfig(zerocopy_threshold=65536)
+
+
+@pytest.mark.parametrize("kind", [SocketKind.UDP, SocketKind.TCP_STREAM])
+@pytest.mark.parametrize("family", list(Family))
+def test_zerocopy_is_planned_only_for_a_driver_that_implements_it(
+    kind: SocketKind, family: Family
+) -> None:
+    plan = plan_options(ZEROCOPY, family, kind, Platform.LINUX, features=frozenset({Feature.ZEROCOPY}))
+    [setting] = [s for s in plan.settings if s.field == "zerocopy_threshold"]
+    assert (setting.name, setting.level, setting.value, setting.phase) == (
+        "SO_ZEROCOPY", Level.SOCKET, 1, Phase.BEFORE_BIND
+    )
+    lacking = plan_options(ZEROCOPY, family, kind, Platform.LINUX)
+    assert "zerocopy_threshold" not in [s.field for s in lacking.settings]
+    [skip] = [s for s in lacking.skipped if s.field == "zerocopy_threshold"]
+    assert skip.name == "SO_ZEROCOPY"
+    assert skip.reason == "not supported by this driver (it does not implement zerocopy)"
+    assert skip.necessity is Necessity.BEST_EFFORT
+
+
+def test_zerocopy_off_asks_for_nothing_and_elsewhere_is_skipped_with_the_reason() -> None:
+    native = frozenset({Feature.ZEROCOPY})
+    for kind in SocketKind:
+        for platform in Platform:
+            plan = plan_options(NetConfig(), Family.IPV4, kind, platform, features=native)
+            fields = [s.field for s in plan.settings] + [s.field for s in plan.skipped]
+            assert "zerocopy_threshold" not in fields
+    windows = plan_options(ZEROCOPY, Family.IPV4, SocketKind.TCP_STREAM, Platform.WINDOWS,
+                           features=native)
+    [skip] = [s for s in windows.skipped if s.field == "zerocopy_threshold"]
+    assert skip.reason == "not on this platform (MSG_ZEROCOPY is Linux-only)"
+    listener = plan_options(ZEROCOPY, Family.IPV6, SocketKind.TCP_LISTENER, Platform.LINUX,
+                            features=native)
+    [skip] = [s for s in listener.skipped if s.field == "zerocopy_threshold"]
+    assert skip.reason == "not for TCP listeners"
+
+
+def test_a_skipped_zerocopy_shows_in_the_report_and_never_raises() -> None:
+    plan = plan_options(ZEROCOPY, Family.IPV4, SocketKind.UDP, Platform.LINUX)
+    observed = {s.name: Observation(s.name, effective=s.value) for s in plan.settings}
+    report = build_report(plan, observed, KernelLimits())
+    outcome = report["zerocopy_threshold"]
+    assert outcome.status is OptionStatus.SKIPPED
+    assert "not supported by this driver" in outcome.reason
+    report.raise_for_required()

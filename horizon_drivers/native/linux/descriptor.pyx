@@ -12,14 +12,29 @@ Rules this module obeys:
 * ``send_buffer``/``recv_buffer`` run one sendto/recvfrom with the GIL released, retried on EINTR
   after running signal handlers (PEP 475); they return -1 with the errno instead of raising, so
   each caller counts and names its own failures.
+* Zero-copy sends (``NetConfig.zerocopy_threshold``): a socket whose SO_ZEROCOPY reads back as on
+  gets a ``ZerocopyLedger`` (``zerocopy_ledger.pxi``) that holds what each MSG_ZEROCOPY send
+  reads until its completion; ``reap_zerocopy`` reads completions, ``close`` reads the queued
+  ones and counts the rest as abandoned.
 """
 
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
 from cpython.exc cimport PyErr_CheckSignals
 from libc.errno cimport errno, EINTR
+from libc.stdint cimport uint32_t, uint64_t
+from libc.string cimport memcpy, memset
+from posix.uio cimport iovec
 from posix.unistd cimport close
 
-from horizon_drivers.native.linux.sys_socket cimport sockaddr, socklen_t, sendto, recvfrom
+from horizon_drivers.native.linux.sys_socket cimport (
+    sockaddr, socklen_t, sendto, recvfrom, recvmsg, getsockopt, msghdr, cmsghdr,
+    CMSG_FIRSTHDR, CMSG_NXTHDR, CMSG_DATA, CMSG_LEN, SOL_SOCKET, MSG_DONTWAIT,
+)
+from horizon_drivers.native.linux.netinet_in cimport IPPROTO_IP, IPPROTO_IPV6
+from horizon_drivers.native.linux.sys_errqueue cimport (
+    SO_ZEROCOPY, MSG_ERRQUEUE, SO_EE_ORIGIN_ZEROCOPY, SO_EE_CODE_ZEROCOPY_COPIED, IP_RECVERR,
+    IPV6_RECVERR, sock_extended_err,
+)
 from horizon_drivers.native.linux.address cimport local_address_of
 
 import socket as _socket
@@ -28,6 +43,10 @@ from horizon_core.config import resolve_config
 from horizon_core.errors import SocketClosedError
 
 __all__: list[str] = []  # C-level API (see the .pxd); the classes are exported by their modules
+
+include "zerocopy_ledger.pxi"
+
+cdef dict _NO_ZEROCOPY = {}
 
 
 cdef class OwnedDescriptor:
@@ -62,6 +81,9 @@ cdef class OwnedDescriptor:
         self._family = sock.family
         self._fd = sock.detach()
         self._closed = False
+        threshold = self.config.zerocopy_threshold
+        if threshold is not None and zerocopy_enabled(self._fd):
+            self._zc = ZerocopyLedger(threshold)
         return 0
 
     cdef int _enter(self, str operation) except -1:
@@ -99,10 +121,69 @@ cdef class OwnedDescriptor:
         """The descriptor, or -1 once closed (as ``socket.socket.fileno``)."""
         return -1 if self._closed else self._fd
 
+    cdef dict _zerocopy_counters(self):
+        return _NO_ZEROCOPY if self._zc is None else self._zc.counters()
+
+    @property
+    def zerocopy_in_flight(self):
+        """Zero-copy sends whose completion has not been read yet (0 when zero-copy is off).
+
+        Their buffers are held (pool slots stay out of use) until :meth:`reap_zerocopy`, or the
+        runtime, reads the completion; do not modify a buffer you sent before that.
+        """
+        return 0 if self._zc is None else len(self._zc.holds)
+
+    def reap_zerocopy(self):
+        """Read the zero-copy completions the kernel has queued; return how many sends they
+        completed (0 when zero-copy is off). Never blocks; releases what those sends held.
+
+        The runtime does this when the socket reports EPOLLERR (queued completions raise it);
+        call it yourself when sending without a runtime.
+
+        Example:
+            >>> from horizon_core.config import NetConfig
+            >>> from horizon_drivers.native import UdpSocket
+            >>> with UdpSocket.bind("127.0.0.1:0", NetConfig(zerocopy_threshold=8192)) as sock:
+            ...     sock.reap_zerocopy(), sock.zerocopy_in_flight
+            (0, 0)
+        """
+        cdef unsigned long long before
+        cdef int fd = self._enter("reap zero-copy completions on")
+        try:
+            if self._zc is None:
+                return 0
+            before = self._zc.completions
+            self._zc.drain(fd)
+            return self._zc.completions - before
+        finally:
+            self._leave()
+
+    def _reap_on_error(self):
+        """The runtime's EPOLLERR hook: read completions; True when they alone raised it."""
+        if self._zc is None or self._closed:
+            return False
+        return self.reap_zerocopy() > 0 and not self._zc.foreign
+
+    def _inject_zerocopy_enobufs(self, count=1):
+        """Test hook: the next ``count`` zero-copy sends meet ENOBUFS, as when option memory is
+        spent, and take the copying fallback."""
+        if self._zc is None:
+            raise RuntimeError(f"zero-copy sends are off on this {self._kind}")
+        self._zc.inject_enobufs = count
+
     def close(self):
-        """Close the descriptor. Idempotent; a call running in another thread finishes first."""
+        """Close the descriptor. Idempotent; a call running in another thread finishes first.
+
+        With zero-copy sends on, completions already queued are read first; sends still in
+        flight are counted in ``stats.zerocopy_abandoned`` and what they held is let go (the
+        kernel keeps its own references to the pages, so nothing dangles).
+        """
         if self._closed:
             return
+        if self._zc is not None:
+            if self._busy == 0 and self._fd >= 0:
+                self._zc.drain(self._fd)
+            self._zc.abandon()
         self._closed = True
         if self._busy == 0 and self._fd >= 0:
             close(self._fd)

@@ -15,6 +15,9 @@ Rules this module obeys:
 * The spin budget (``NetConfig.spin_budget`` microseconds) busy-polls ``epoll_wait(0)`` with the
   GIL released before blocking: lower latency for a dedicated core, at the price of that core.
 * ``poll_once(None)`` waits for ``NetConfig.poll_timeout`` (block when that is None too).
+* Zero-copy completions queued on a socket raise EPOLLERR until they are read, so on EPOLLERR
+  the runtime lets the source read them (its ``_reap_on_error``); when they alone raised it the
+  ERROR bit is dropped, and an event left with no readiness is not delivered.
 * ``wake()`` and ``stop()`` are safe from any thread; ``close()`` while another thread polls wakes
   it and closes the descriptors once that poll returns.
 """
@@ -84,6 +87,12 @@ cdef inline uint32_t _epoll_mask(object interest) except? 0xFFFFFFFF:
 
 
 cdef double _MAX_POLL_TIMEOUT = MAX_POLL_TIMEOUT
+
+
+cdef bint _reaped_completions(object slab, object token) except -1:
+    """Let the source read queued zero-copy completions; True when they alone raised EPOLLERR."""
+    reap = getattr(slab.get(token)[0], "_reap_on_error", None)
+    return reap is not None and bool(reap())
 
 
 cdef class Runtime:
@@ -359,10 +368,12 @@ cdef class Runtime:
                     bits |= 1
                 if flags & EPOLLOUT:
                     bits |= 2
-                if flags & EPOLLERR:
+                if flags & EPOLLERR and not _reaped_completions(slab, token):
                     bits |= 4
                 if flags & (EPOLLHUP | EPOLLRDHUP):
                     bits |= 8
+                if bits == 0:
+                    continue
                 events.append(_tuple_new(Event, (token, _READINESS[bits])))
             return events
         finally:

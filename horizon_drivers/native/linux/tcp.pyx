@@ -14,11 +14,16 @@ Rules this module obeys:
 * TCP_QUICKACK is not sticky on Linux (the kernel leaves quick-ack mode when it sees interactive
   traffic), so a stream whose config asks for it re-arms it after a read that returned data, at
   most once per millisecond (see ``_QUICKACK_REARM_NS``).
+* With ``NetConfig.zerocopy_threshold`` set (and SO_ZEROCOPY in effect), ``send`` and
+  ``send_vectored`` of at least that many bytes use MSG_ZEROCOPY: the buffers are held until the
+  kernel's completion, which ``reap_zerocopy`` (and the runtime, on EPOLLERR) reads; see
+  ``zerocopy_ledger.pxi``. Counters are C integers; ``stats`` builds a ``StatsSnapshot``.
 """
 
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.exc cimport PyErr_CheckSignals
-from libc.errno cimport errno, EINTR, ENOTCONN
+from libc.errno cimport errno, EINTR, ENOTCONN, EAGAIN, ENOBUFS
+from libc.stdint cimport uint64_t
 from libc.stdlib cimport calloc, free
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC_COARSE
 from posix.uio cimport iovec
@@ -33,11 +38,15 @@ from horizon_drivers.native.linux.netinet_in cimport IPPROTO_TCP
 from horizon_drivers.native.linux.address cimport (
     address_from_sockaddr, peer_address_of, raise_errno,
 )
-from horizon_drivers.native.linux.descriptor cimport OwnedDescriptor, send_buffer, recv_buffer
+from horizon_drivers.native.linux.descriptor cimport (
+    OwnedDescriptor, ZerocopyLedger, send_buffer, recv_buffer,
+)
+from horizon_drivers.native.linux.sys_errqueue cimport MSG_ZEROCOPY
 
 import socket as _socket
 
 from horizon_core.config import resolve_config
+from horizon_core.stats import StatsSnapshot
 
 __all__ = ["MAX_IOV", "TcpListener", "TcpStream"]
 
@@ -85,6 +94,7 @@ cdef class TcpStream(OwnedDescriptor):
     cdef bint _quickack
     cdef long long _quickack_at   # coarse clock of the last re-arm
     cdef object _connect_error
+    cdef uint64_t _bytes_sent, _bytes_received, _send_calls, _recv_calls, _would_block, _errors
 
     def __cinit__(self, *args, **kwargs):
         self._kind = "TCP stream"
@@ -110,10 +120,10 @@ cdef class TcpStream(OwnedDescriptor):
             ...         stream.closed
             False
         """
-        from horizon_drivers.opening import open_tcp_stream
+        from horizon_drivers.opening import NATIVE_FEATURES, open_tcp_stream
 
         cfg = resolve_config(config)
-        sock, report = open_tcp_stream(address, cfg)
+        sock, report = open_tcp_stream(address, cfg, NATIVE_FEATURES)
         return cls(sock, report, cfg, connecting=True)
 
     @property
@@ -175,8 +185,11 @@ cdef class TcpStream(OwnedDescriptor):
         cdef int fd = self._enter("receive on")
         try:
             n = recv_buffer(fd, buffer, MSG_DONTWAIT, NULL, NULL, &capacity, &err)
+            self._recv_calls += 1
             if n < 0:
+                self._count_failure(err)
                 raise_errno(err, "recv")
+            self._bytes_received += <uint64_t>n
             if n > 0 and self._quickack:
                 now = _coarse_ns()
                 if now - self._quickack_at >= _QUICKACK_REARM_NS:
@@ -188,20 +201,80 @@ cdef class TcpStream(OwnedDescriptor):
             self._leave()
 
     def send(self, data):
-        """Write what the kernel takes now; return how many bytes (may be fewer than given)."""
+        """Write what the kernel takes now; return how many bytes (may be fewer than given).
+
+        With ``NetConfig.zerocopy_threshold`` set, a buffer at least that large is sent with
+        MSG_ZEROCOPY and held until its completion: do not modify it before
+        ``zerocopy_in_flight`` drops (see :meth:`reap_zerocopy`).
+        """
         cdef ssize_t n
         cdef int err = 0
         cdef int fd = self._enter("send on")
         try:
+            if self._zc is not None:
+                return self._send_zerocopy(fd, data)
             n = send_buffer(fd, data, MSG_NOSIGNAL | MSG_DONTWAIT, NULL, 0, &err)
-            if n < 0:
-                raise_errno(err, "send")
-            return n
+            return self._account_send(n, err, "send")
         finally:
             self._leave()
 
+    cdef Py_ssize_t _send_zerocopy(self, int fd, object data) except -1:
+        cdef ssize_t n
+        cdef int err = 0
+        cdef ZerocopyLedger zc = self._zc
+        view = memoryview(data)
+        if view.nbytes < zc.threshold:
+            n = send_buffer(fd, view, MSG_NOSIGNAL | MSG_DONTWAIT, NULL, 0, &err)
+            return self._account_send(n, err, "send")
+        if zc.inject_enobufs > 0:
+            zc.inject_enobufs -= 1
+            n, err = -1, ENOBUFS
+        else:
+            n = send_buffer(fd, view, MSG_NOSIGNAL | MSG_DONTWAIT | MSG_ZEROCOPY, NULL, 0, &err)
+        if n > 0:
+            zc.record(view)
+        elif n < 0 and err == ENOBUFS:
+            # Option memory is spent on notifications in flight: read them (that frees it) and
+            # send this one by copying.
+            zc.fallbacks += 1
+            zc.drain(fd)
+            n = send_buffer(fd, view, MSG_NOSIGNAL | MSG_DONTWAIT, NULL, 0, &err)
+        return self._account_send(n, err, "send")
+
+    cdef inline Py_ssize_t _account_send(self, ssize_t n, int err, str context) except -1:
+        self._send_calls += 1
+        if n < 0:
+            self._count_failure(err)
+            raise_errno(err, context)
+        self._bytes_sent += <uint64_t>n
+        return n
+
+    cdef inline void _count_failure(self, int err) noexcept:
+        if err == EAGAIN:
+            self._would_block += 1
+        else:
+            self._errors += 1
+
+    @property
+    def stats(self):
+        """Calls, bytes and zero-copy counters since the stream opened (a StatsSnapshot)."""
+        extra = self._zerocopy_counters()
+        return StatsSnapshot(
+            bytes_sent=self._bytes_sent,
+            bytes_received=self._bytes_received,
+            send_calls=self._send_calls,
+            recv_calls=self._recv_calls,
+            would_block=self._would_block,
+            errors=self._errors,
+            **extra,
+        )
+
     def send_vectored(self, buffers):
-        """Write several buffers with one sendmsg (at most MAX_IOV); return the bytes taken."""
+        """Write several buffers with one sendmsg (at most MAX_IOV); return the bytes taken.
+
+        Zero-copy (MSG_ZEROCOPY) when they total at least ``NetConfig.zerocopy_threshold``
+        bytes; every buffer is then held until the completion, as in :meth:`send`.
+        """
         cdef msghdr msg
         cdef Py_buffer stack_views[_STACK_IOV]
         cdef iovec stack_iov[_STACK_IOV]
@@ -209,7 +282,10 @@ cdef class TcpStream(OwnedDescriptor):
         cdef iovec *iov = stack_iov
         cdef Py_ssize_t count, i, acquired = 0
         cdef ssize_t n = 0
+        cdef size_t total = 0
         cdef int err = 0
+        cdef int flags = MSG_NOSIGNAL | MSG_DONTWAIT
+        cdef ZerocopyLedger zc = self._zc
         cdef int fd = self._enter("send on")
         try:
             items = buffers if isinstance(buffers, (list, tuple)) else list(buffers)
@@ -229,6 +305,17 @@ cdef class TcpStream(OwnedDescriptor):
                     acquired += 1
                     iov[i].iov_base = views[i].buf
                     iov[i].iov_len = views[i].len
+                    total += views[i].len
+                hold = None
+                if zc is not None and total >= <size_t>zc.threshold:
+                    if zc.inject_enobufs > 0:
+                        zc.inject_enobufs -= 1
+                        zc.fallbacks += 1
+                    else:
+                        # What the kernel reads until the completion: views keep a bytearray
+                        # from being resized (and its memory moved) meanwhile.
+                        hold = tuple([memoryview(items[i]) for i in range(count)])
+                        flags |= MSG_ZEROCOPY
                 msg.msg_name = NULL
                 msg.msg_namelen = 0
                 msg.msg_iov = iov
@@ -238,18 +325,26 @@ cdef class TcpStream(OwnedDescriptor):
                 msg.msg_flags = 0
                 while True:
                     with nogil:
-                        n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT)
+                        n = sendmsg(fd, &msg, flags)
                         if n < 0:
                             err = errno
+                    if n < 0 and err == ENOBUFS and hold is not None:
+                        # Option memory is spent on notifications in flight: read them (that
+                        # frees it) and send this one by copying.
+                        zc.fallbacks += 1
+                        zc.drain(fd)
+                        flags &= ~MSG_ZEROCOPY
+                        hold = None
+                        continue
                     if n >= 0 or err != EINTR:
                         break
                     PyErr_CheckSignals()
+                if n > 0 and hold is not None:
+                    zc.record(hold)
             finally:
                 for i in range(acquired):
                     PyBuffer_Release(&views[i])
-            if n < 0:
-                raise_errno(err, "sendmsg")
-            return n
+            return self._account_send(n, err, "sendmsg")
         finally:
             if views != stack_views:
                 free(views)
@@ -311,10 +406,10 @@ cdef class TcpListener(OwnedDescriptor):
             ...     listener.local_address.family
             6
         """
-        from horizon_drivers.opening import open_tcp_listener
+        from horizon_drivers.opening import NATIVE_FEATURES, open_tcp_listener
 
         cfg = resolve_config(config)
-        sock, report = open_tcp_listener(address, cfg)
+        sock, report = open_tcp_listener(address, cfg, NATIVE_FEATURES)
         return cls(sock, report, cfg)
 
     def accept_nonblocking(self):
@@ -380,7 +475,7 @@ cdef class TcpListener(OwnedDescriptor):
 
     cdef object _wrap(self, int newfd, unsigned char *name, socklen_t namelen):
         """``(TcpStream, peer)`` for a freshly accepted descriptor (closed if that fails)."""
-        from horizon_drivers.opening import configure_accepted
+        from horizon_drivers.opening import NATIVE_FEATURES, configure_accepted
 
         try:
             peer = address_from_sockaddr(<sockaddr *>name, namelen if namelen <= 128 else 0)
@@ -388,7 +483,7 @@ cdef class TcpListener(OwnedDescriptor):
         except BaseException:
             close(newfd)
             raise
-        report = configure_accepted(sock, self.config)  # closes sock if it raises
+        report = configure_accepted(sock, self.config, NATIVE_FEATURES)  # closes sock on error
         return TcpStream(sock, report, self.config), peer
 
     def __repr__(self):

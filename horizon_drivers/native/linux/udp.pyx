@@ -260,10 +260,10 @@ cdef class UdpSocket(OwnedDescriptor):
             ...     sock.local_address.port > 0
             True
         """
-        from horizon_drivers.opening import open_udp
+        from horizon_drivers.opening import NATIVE_FEATURES, open_udp
 
         cfg = resolve_config(config)
-        sock, report = open_udp(address, cfg)
+        sock, report = open_udp(address, cfg, NATIVE_FEATURES)
         return cls(sock, report, cfg)
 
     @classmethod
@@ -278,10 +278,10 @@ cdef class UdpSocket(OwnedDescriptor):
             ...     sock.local_address.family
             6
         """
-        from horizon_drivers.opening import open_udp_dual_stack
+        from horizon_drivers.opening import NATIVE_FEATURES, open_udp_dual_stack
 
         cfg = resolve_config(config)
-        sock, report = open_udp_dual_stack(port, cfg)
+        sock, report = open_udp_dual_stack(port, cfg, NATIVE_FEATURES)
         return cls(sock, report, cfg)
 
     @property
@@ -333,6 +333,7 @@ cdef class UdpSocket(OwnedDescriptor):
             kernel_drops=self._current_drops() if self._drops_known else None,
             recv_batch_sizes=tuple([self._recv_hist[i] for i in range(BUCKETS)]),
             send_batch_sizes=tuple([self._send_hist[i] for i in range(BUCKETS)]),
+            **self._zerocopy_counters(),
         )
 
     cdef uint32_t _current_drops(self) except? 0xFFFFFFFF:
@@ -618,8 +619,7 @@ cdef class UdpSocket(OwnedDescriptor):
         cdef unsigned int groups
         cdef Py_ssize_t sent
         if self._gso_limit and vlen > 1:
-            groups = plan_gso_runs(self._smsgs, self._siov, vlen, self._gso_limit,
-                                    self._gmsgs, self._gcounts, self._gcontrol)
+            groups = plan_send_runs(self, vlen)  # udp_zerocopy.pxi
             if groups < vlen:
                 sent = self._send_groups(fd, groups, requested)
                 if sent >= 0:
@@ -632,7 +632,8 @@ cdef class UdpSocket(OwnedDescriptor):
         cdef unsigned int i
         cdef Py_ssize_t datagrams = 0
         cdef uint64_t nbytes = 0
-        cdef int n = self._call_sendmmsg(fd, self._gmsgs, groups, &err)
+        cdef int n = (self._call_sendmmsg(fd, self._gmsgs, groups, &err) if self._zc is None
+                      else send_groups_zerocopy(self, fd, groups, &err))
         if n < 0:
             if self._gcounts[0] > 1 and gso_refused(err):
                 # Too large a segment lowers the limit below it; any other refusal ends GSO on
@@ -791,3 +792,4 @@ cdef class UdpSocket(OwnedDescriptor):
 
 
 include "udp_send_pairs.pxi"
+include "udp_zerocopy.pxi"

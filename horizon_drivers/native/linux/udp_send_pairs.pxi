@@ -13,6 +13,8 @@ cdef Py_ssize_t _send_pairs(UdpSocket sock, int fd, object datagrams, Py_ssize_t
     if vlen == 0:
         return 0
     requested = total - start
+    if sock._zc is not None:
+        sock._zc.off_pool = True  # caller-owned buffers: sent by copying (see udp_zerocopy.pxi)
     try:
         for i in range(vlen):
             payload, address = items[start + i]
@@ -39,5 +41,7 @@ cdef Py_ssize_t _send_pairs(UdpSocket sock, int fd, object datagrams, Py_ssize_t
             hdr.msg_name = &sock._snames[i]
         return sock._send_built(fd, vlen, requested)
     finally:
+        if sock._zc is not None:
+            sock._zc.off_pool = False
         for i in range(acquired):
             PyBuffer_Release(&sock._sbufs[i])
