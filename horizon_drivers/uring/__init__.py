@@ -1,0 +1,87 @@
+"""The io_uring driver (``uring``): the sync contract on Linux, completion-based underneath.
+
+Rules this package obeys:
+
+* It imports only on Linux, once the extension is built, and only where io_uring runs: a kernel
+  without it, ``kernel.io_uring_disabled`` or a seccomp filter returning EPERM (common in
+  containers) makes importing it raise ImportError with the reason, so the registry lists
+  ``uring`` as unavailable with that reason, as it does iocp off Windows.
+* Same API as :mod:`horizon_drivers.native` (``UdpSocket``, ``TcpListener``, ``TcpStream``,
+  ``Runtime``, ``NAME``, ``DRIVER``). UDP receives are a multishot recvmsg on a provided-buffer
+  ring made of the socket's receive BufferPool slots; sends, TCP streams and listeners are the
+  epoll driver's, watched by the Runtime through io_uring poll requests. See
+  ``horizon_drivers/native/uring/uring.pyx`` for the rules of the compiled module.
+* The ring is sized by ``HORIZON_URING_ENTRIES`` (submission queue, 256) and
+  ``HORIZON_URING_CQ_ENTRIES`` (completion queue, 8192), read when the first socket or runtime
+  is made; a full completion queue loses nothing (the kernel's overflow list is flushed).
+
+Example:
+    >>> from horizon_core.buffers import BufferPool
+    >>> from horizon_core.events import Interest
+    >>> from horizon_drivers import uring
+    >>> with uring.bind_udp("127.0.0.1:0") as server, uring.bind_udp("127.0.0.1:0") as client:
+    ...     with uring.runtime() as rt:
+    ...         token = rt.register(server, Interest.READABLE)
+    ...         queued = client.send_batch([(b"ping", server.local_address)] * 3)
+    ...         while server.queued < 3 and rt.poll_once(5.0):
+    ...             pass
+    ...         batch = BufferPool(16, 2048).batch(16)
+    ...         received = server.recv_batch(batch)
+    ...         echoed = server.send_batch(batch)
+    ...         batch.release()
+    >>> queued, received, echoed
+    (3, 3, 3)
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Final
+
+from horizon_drivers.module_driver import ModuleDriver
+
+# A plain variable, not sys.platform itself: type checkers elsewhere must still see the rest.
+_PLATFORM: str = sys.platform
+if not _PLATFORM.startswith("linux"):
+    raise ImportError(f"horizon_drivers.uring is the Linux io_uring driver; this is {_PLATFORM!r}")
+
+try:
+    from horizon_drivers.native.linux.tcp import TcpListener, TcpStream
+    from horizon_drivers.native.uring.uring import (
+        CLOSE_SETTLE_SECONDS,
+        DEFAULT_RING_PAYLOAD,
+        DEFAULT_RING_SLOTS,
+        USED_FEATURES,
+        Runtime,
+        UdpSocket,
+        probe,
+        ring_stats,
+        unavailable_reason,
+    )
+except ModuleNotFoundError:  # pragma: no cover - depends on the build
+    raise
+except ImportError as exc:  # pragma: no cover - depends on the build
+    raise ImportError(f"horizon_drivers.uring is not built: run `pip install -e .` ({exc})") from exc
+
+_REASON = unavailable_reason()
+if _REASON is not None:
+    raise ImportError(_REASON)
+
+__all__ = [
+    "CLOSE_SETTLE_SECONDS", "DEFAULT_RING_PAYLOAD", "DEFAULT_RING_SLOTS", "DRIVER", "NAME",
+    "Runtime", "TcpListener", "TcpStream", "USED_FEATURES", "UdpSocket", "bind_tcp", "bind_udp",
+    "bind_udp_dual_stack", "connect_tcp", "probe", "ring_stats", "runtime",
+]  # fmt: skip
+
+#: The driver's name on the command line and in the contract suite.
+NAME: Final = "uring"
+
+#: The driver object the contract suite and the command line use.
+DRIVER: Final = ModuleDriver(NAME, UdpSocket, TcpListener, TcpStream, Runtime)
+
+# The factory functions are DRIVER's methods, documented in horizon_drivers.module_driver.
+bind_udp = DRIVER.bind_udp
+bind_udp_dual_stack = DRIVER.bind_udp_dual_stack
+bind_tcp = DRIVER.bind_tcp
+connect_tcp = DRIVER.connect_tcp
+runtime = DRIVER.runtime
