@@ -47,7 +47,8 @@ def test_more_datagrams_than_slots_all_arrive_and_the_receive_re_arms() -> None:
         assert drops == 0, "a 4 MiB receive buffer holds 200 small datagrams"
         counters = server.ring_counters
         assert counters["enobufs"] >= 1, "4 slots for 200 datagrams must run out"
-        assert counters["arms"] >= 2 and counters["armed"]
+        assert counters["arms"] >= 2
+        assert counters["armed"]
         pool = server.receive_pool
         assert pool.counts()[SlotState.POSTED] == 4  # every slot back with the kernel
         pool.check_invariants()
@@ -67,7 +68,8 @@ def test_a_datagram_longer_than_a_ring_slot_is_flagged_with_its_true_length() ->
                 break
             rt.poll_once(WAIT / 100)
         assert server.recv_batch(batch) == 1
-        assert batch.is_truncated(0) and batch.original_length(0) == 1000
+        assert batch.is_truncated(0)
+        assert batch.original_length(0) == 1000
         assert bytes(batch.payload(0)) == b"x" * 100
 
 
@@ -86,7 +88,8 @@ def test_closing_cancels_the_receive_and_returns_every_slot_to_free() -> None:
         server.close()
         assert pool.counts() == {SlotState.FREE: 8, SlotState.POSTED: 0, SlotState.FILLED: 0}
         pool.check_invariants()
-        assert server.ring_counters["cancelled"] == 1 and not server.ring_counters["armed"]
+        assert server.ring_counters["cancelled"] == 1
+        assert not server.ring_counters["armed"]
         assert server.fileno() == -1
     assert in_flight() == baseline
 
@@ -131,7 +134,8 @@ def test_wake_from_another_thread_ends_a_blocking_poll() -> None:
             rt.wake()
             returned.wait(WAIT / 200)
         worker.join(WAIT)
-        assert returned.is_set() and not worker.is_alive()
+        assert returned.is_set()
+        assert not worker.is_alive()
 
 
 def test_a_completion_queue_flood_loses_nothing() -> None:
@@ -166,17 +170,23 @@ def test_a_completion_queue_flood_loses_nothing() -> None:
     assert done.returncode == 0, done.stderr
     received, drops, flushes, lost, cq_entries, unique = done.stdout.split()
     assert int(cq_entries) == 8
-    assert int(received) + int(drops) == 300 and int(drops) == 0
+    assert int(received) + int(drops) == 300
+    assert int(drops) == 0
     assert int(flushes) >= 1, "300 completions into 8 CQ entries must overflow"
-    assert int(lost) == 0 and unique == "True"
+    assert int(lost) == 0
+    assert unique == "True"
 
 
 def test_probe_lists_features_and_what_the_driver_uses() -> None:
     report = uring.probe()
-    assert set(report["used"]) <= set(uring.USED_FEATURES)
-    assert report["features"]["multishot_recvmsg"] and report["features"]["provided_buffer_rings"]
+    used, features = report["used"], report["features"]
+    assert isinstance(used, tuple)
+    assert isinstance(features, dict)
+    assert set(used) <= set(uring.USED_FEATURES)
+    assert features["multishot_recvmsg"]
+    assert features["provided_buffer_rings"]
     for name in ("send_zc", "bundles", "multishot_accept"):
-        assert isinstance(report["features"][name], bool)
+        assert isinstance(features[name], bool)
 
 
 def test_bad_ring_sizes_are_refused_with_what_is_allowed() -> None:
