@@ -8,8 +8,9 @@ Rules this package obeys:
   ``uring`` as unavailable with that reason, as it does iocp off Windows.
 * Same API as :mod:`horizon_drivers.native` (``UdpSocket``, ``TcpListener``, ``TcpStream``,
   ``Runtime``, ``NAME``, ``DRIVER``). UDP receives are a multishot recvmsg on a provided-buffer
-  ring made of the socket's receive BufferPool slots; sends, TCP streams and listeners are the
-  epoll driver's, watched by the Runtime through io_uring poll requests. See
+  ring made of the socket's receive BufferPool slots; a TCP listener keeps a multishot accept in
+  flight; sends and TCP streams are the epoll driver's, watched by the Runtime through io_uring
+  poll requests. See
   ``horizon_drivers/native/uring/uring.pyx`` for the rules of the compiled module.
 * The ring is sized by ``HORIZON_URING_ENTRIES`` (submission queue, 256) and
   ``HORIZON_URING_CQ_ENTRIES`` (completion queue, 8192), read when the first socket or runtime
@@ -46,13 +47,15 @@ if not _PLATFORM.startswith("linux"):
     raise ImportError(f"horizon_drivers.uring is the Linux io_uring driver; this is {_PLATFORM!r}")
 
 try:
-    from horizon_drivers.native.linux.tcp import TcpListener, TcpStream
+    from horizon_drivers.native.linux.tcp import TcpStream
     from horizon_drivers.native.uring.uring import (
+        ACCEPT_QUEUE,
         CLOSE_SETTLE_SECONDS,
         DEFAULT_RING_PAYLOAD,
         DEFAULT_RING_SLOTS,
         USED_FEATURES,
         Runtime,
+        TcpListener,
         UdpSocket,
         probe,
         ring_stats,
@@ -68,7 +71,7 @@ if _REASON is not None:
     raise ImportError(_REASON)
 
 __all__ = [
-    "CLOSE_SETTLE_SECONDS", "DEFAULT_RING_PAYLOAD", "DEFAULT_RING_SLOTS", "DRIVER", "NAME",
+    "ACCEPT_QUEUE", "CLOSE_SETTLE_SECONDS", "DEFAULT_RING_PAYLOAD", "DEFAULT_RING_SLOTS", "DRIVER", "NAME",
     "Runtime", "TcpListener", "TcpStream", "USED_FEATURES", "UdpSocket", "bind_tcp", "bind_udp",
     "bind_udp_dual_stack", "connect_tcp", "probe", "ring_stats", "runtime",
 ]  # fmt: skip

@@ -4,7 +4,8 @@ cdef _Ring _the_hub = None
 
 #: Features the driver relies on or uses when present (``probe()["used"]``).
 USED_FEATURES = (
-    "multishot_recvmsg", "provided_buffer_rings", "poll_add", "nodrop", "ext_arg", "coop_taskrun",
+    "multishot_recvmsg", "provided_buffer_rings", "multishot_accept", "poll_add", "nodrop",
+    "ext_arg", "coop_taskrun",
 )
 
 

@@ -341,3 +341,13 @@ cdef class _Settling(_Completer):
 
     cdef bint settled(self):
         return True
+
+
+cdef class _Receiver(_Settling):
+    """A socket's multishot request and its queue: the Runtime reads readiness from it."""
+
+    cdef bint closing
+    cdef object error
+
+    cdef bint readable(self):
+        return self.error is not None

@@ -2,10 +2,10 @@
 #
 # How readiness is made from completions:
 #
-# * A uring UdpSocket registered READABLE is ready while its receive queue holds a datagram (or
-#   an error waits): its multishot receive fills the queue as completions are reaped, so no poll
-#   request is needed for it.
-# * Everything else (TCP sockets, a UdpSocket's WRITABLE, any object with fileno()) gets a
+# * A uring UdpSocket (TcpListener) registered READABLE is ready while its queue holds a datagram
+#   (an accepted connection) or an error waits: its multishot request fills the queue as
+#   completions are reaped, so no poll request is needed for it.
+# * Everything else (TCP streams, a UdpSocket's WRITABLE, any object with fileno()) gets a
 #   one-shot IORING_OP_POLL_ADD. Its completion is the event; the next poll_once arms it again,
 #   and a source still ready completes again at once. That is level-triggered, as epoll's default.
 # * A deregistered source's poll is cancelled and its key forgotten before deregister returns,
@@ -45,8 +45,7 @@ cdef class _Watch(_Completer):
     cdef object token
     cdef object source
     cdef int fd
-    cdef _UdpRx rx                     # set for a uring UdpSocket: readable from its queue
-    cdef object udp
+    cdef _Receiver rx                  # a uring UdpSocket's or TcpListener's: readable from its queue
     cdef int interest
     cdef uint64_t key
     cdef int fired
@@ -115,7 +114,7 @@ cdef class Runtime:
 
     cdef _Ring _ring
     cdef object _slab
-    cdef list _udp
+    cdef list _queued               # watches read from a receiver's queue
     cdef list _marked
     cdef list _to_arm
     cdef _Waker _waker
@@ -139,7 +138,7 @@ cdef class Runtime:
         self.config = cfg
         self._ring = _hub()
         self._slab = Slab()
-        self._udp = []
+        self._queued = []
         self._marked = []
         self._to_arm = []
         self._loop = RunLoop()
@@ -202,9 +201,11 @@ cdef class Runtime:
             watch.interest = bits
             watch.live = True
             if isinstance(source, UdpSocket):
-                watch.udp = source
                 watch.rx = (<UdpSocket>source)._rx
-                self._udp.append(watch)
+            elif isinstance(source, TcpListener):
+                watch.rx = (<TcpListener>source)._rx
+            if watch.rx is not None:
+                self._queued.append(watch)
             watch.token = self._slab.insert(watch)
             self._to_arm.append(watch)
             return watch.token
@@ -235,7 +236,7 @@ cdef class Runtime:
             watch.fired = 0
             watch.disarm(self._ring)
             if watch.rx is not None:
-                self._udp.remove(watch)
+                self._queued.remove(watch)
         finally:
             self._leave()
 
@@ -249,8 +250,8 @@ cdef class Runtime:
     cdef list _collect(self):
         cdef _Watch watch
         cdef int bits
-        for watch in self._udp:
-            if watch.interest & 1 and not (<UdpSocket>watch.udp)._closed and watch.rx.readable():
+        for watch in self._queued:
+            if watch.interest & 1 and not watch.rx.closing and watch.rx.readable():
                 watch.fired |= 5 if watch.rx.error is not None else 1
                 self._mark(watch)
         events = []
@@ -363,7 +364,7 @@ cdef class Runtime:
             watch.live = False
             watch.disarm(self._ring)
         self._slab = Slab()
-        self._udp = []
+        self._queued = []
         self._marked = []
         self._to_arm = []
         if self._polling:

@@ -26,7 +26,7 @@ CLOSE_SETTLE_SECONDS = 2.0
 _graveyard = []
 
 
-cdef class _UdpRx(_Settling):
+cdef class _UdpRx(_Receiver):
     """The receive side of one UDP socket: its slot ring, its multishot recvmsg, its queue."""
 
     cdef _Ring ring
@@ -36,8 +36,7 @@ cdef class _UdpRx(_Settling):
     cdef int *fifo
     cdef unsigned int fifo_head, fifo_len, head_offset
     cdef uint64_t key                  # the multishot recvmsg in flight (0: none)
-    cdef bint want_control, closing, finished
-    cdef object error
+    cdef bint want_control, finished
     cdef uint64_t datagrams, nbytes, truncated, calls, would_block, errors
     cdef readonly uint64_t enobufs, arms, cancelled
     cdef uint64_t hist[BUCKETS]
@@ -147,7 +146,7 @@ cdef class _UdpRx(_Settling):
         self.fifo[(self.fifo_head + self.fifo_len) % self.slots.slots] = slot
         self.fifo_len += 1
 
-    cdef inline bint readable(self) noexcept:
+    cdef bint readable(self):
         return self.fifo_len > 0 or self.error is not None
 
     cdef int refresh(self) except -1:

@@ -20,8 +20,8 @@ Rules this module obeys:
   as a buffer is free; the datagrams wait in the socket's queue meanwhile.
 * Sends use the epoll driver's batch path (sendmmsg with UDP GSO runs) on the same socket:
   a direct sendmmsg takes one syscall for a whole batch, as a ring submission would, with no
-  completion to reap. TCP streams and listeners are the epoll driver's (accept4, send, recv);
-  the Runtime watches them with poll requests on the ring.
+  completion to reap. A TCP listener keeps a multishot accept in flight; streams are the epoll
+  driver's (send, recv, connect), watched by the Runtime with poll requests on the ring.
 * Closing a socket cancels its receive and waits (bounded) for the final completion, then
   returns every slot to FREE. Closing the runtime cancels its polls; sockets stay open.
 """
@@ -32,6 +32,7 @@ from cpython.exc cimport PyErr_CheckSignals
 from cpython cimport array
 from libc.errno cimport (
     errno, EINTR, EAGAIN, EBUSY, ETIME, EINVAL, ENOBUFS, EBADF, ENOTSOCK, EOPNOTSUPP, ENOSYS, EPERM,
+    ECONNABORTED, EPROTO,
 )
 from libc.stdint cimport int32_t, uint16_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free
@@ -46,7 +47,7 @@ from posix.unistd cimport close
 from horizon_drivers.native.uring.uring_abi cimport *
 from horizon_drivers.native.linux.sys_socket cimport (
     msghdr, cmsghdr, socklen_t, getsockopt, CMSG_FIRSTHDR, CMSG_NXTHDR, CMSG_DATA, CMSG_LEN,
-    SOL_SOCKET, SO_RXQ_OVFL, MSG_TRUNC,
+    SOL_SOCKET, SO_RXQ_OVFL, MSG_TRUNC, SOCK_NONBLOCK, SOCK_CLOEXEC,
 )
 from horizon_drivers.native.linux.netinet_in cimport SOL_UDP, UDP_GRO
 from horizon_drivers.native.linux.address cimport raise_errno
@@ -55,6 +56,7 @@ from horizon_drivers.native.sockaddr_codec cimport pack_sockaddr, PACKED_SIZE
 
 import os as _os
 import socket as _socket
+from collections import deque as _deque
 
 import attrs
 
@@ -66,12 +68,15 @@ from horizon_core.events import (
     MAX_POLL_TIMEOUT, Event, Readiness, check_interest, check_timeout,
 )
 from horizon_core.slab import Slab
+from horizon_drivers.native.linux.tcp import TcpListener as _TxTcpListener
+from horizon_drivers.native.linux.tcp import TcpStream as _TxTcpStream
 from horizon_drivers.native.linux.udp import UdpSocket as _TxUdpSocket
+from horizon_drivers.opening import configure_accepted as _configure_accepted
 from horizon_drivers.run_loop import RunLoop
 
 __all__ = [
-    "CLOSE_SETTLE_SECONDS", "DEFAULT_RING_PAYLOAD", "DEFAULT_RING_SLOTS", "Runtime", "UdpSocket",
-    "USED_FEATURES", "probe", "ring_stats", "unavailable_reason",
+    "ACCEPT_QUEUE", "CLOSE_SETTLE_SECONDS", "DEFAULT_RING_PAYLOAD", "DEFAULT_RING_SLOTS", "Runtime",
+    "TcpListener", "UdpSocket", "USED_FEATURES", "probe", "ring_stats", "unavailable_reason",
 ]  # fmt: skip
 
 cdef enum:
@@ -97,5 +102,6 @@ include "../linux/udp_recv_control.pxi"
 include "ring.pxi"
 include "buffer_ring.pxi"
 include "udp.pxi"
+include "tcp.pxi"
 include "runtime.pxi"
 include "probe.pxi"

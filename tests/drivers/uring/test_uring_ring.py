@@ -108,11 +108,14 @@ def test_closing_the_runtime_with_requests_in_flight_neither_leaks_nor_crashes()
     baseline = in_flight()
     with uring.bind_udp("127.0.0.1:0") as udp, uring.bind_tcp("127.0.0.1:0") as listener:
         rt = uring.runtime()
-        rt.register(listener, Interest.READABLE)  # a poll in flight: nobody connects
-        rt.register(udp, Interest.READABLE | Interest.WRITABLE)
-        rt.poll_once(0)
-        rt.close()
-        assert in_flight() == baseline + 1  # only the open socket's receive remains
+        rt.register(listener, Interest.READABLE)
+        rt.register(udp, Interest.READABLE | Interest.WRITABLE)  # a poll in flight
+        with uring.connect_tcp(listener.local_address) as stream:
+            rt.register(stream, Interest.READABLE)  # a poll in flight: nothing is sent
+            rt.poll_once(0)
+            rt.close()
+        # Only the open sockets' own requests remain: the UDP receive and the multishot accept.
+        assert in_flight() == baseline + 2
         with uring.runtime() as again:  # the sockets stay usable
             token = again.register(udp, Interest.WRITABLE)
             assert any(ev.token == token for ev in again.poll_once(WAIT))
@@ -164,7 +167,11 @@ def test_a_completion_queue_flood_loses_nothing() -> None:
     )
     env = dict(os.environ, HORIZON_URING_ENTRIES="4", HORIZON_URING_CQ_ENTRIES="8")
     done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60,
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
         check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -196,3 +203,27 @@ def test_bad_ring_sizes_are_refused_with_what_is_allowed() -> None:
         uring.UdpSocket.bind("127.0.0.1:0", ring_slots=0)
     with pytest.raises(ValueError, match="ring_payload must be an int"):
         uring.UdpSocket.bind("127.0.0.1:0", ring_payload="big")  # type: ignore[arg-type]
+
+
+def test_the_multishot_accept_queues_configured_streams_and_close_frees_the_rest() -> None:
+    config = NetConfig(tcp_nodelay=True)
+    with uring.runtime() as rt:
+        baseline = in_flight()
+        listener = uring.bind_tcp("127.0.0.1:0", config)
+        token = rt.register(listener, Interest.READABLE)
+        clients = [uring.connect_tcp(listener.local_address) for _ in range(3)]
+        for _ in range(100):
+            if listener.queued >= 3:
+                break
+            rt.poll_once(WAIT / 100)
+        assert listener.queued == 3
+        assert any(ev.token == token for ev in rt.poll_once(0))  # level-triggered while queued
+        stream, peer = listener.accept_nonblocking()
+        with stream:
+            assert stream.options["tcp_nodelay"].effective == 1
+            assert peer == stream.peer_address
+        rt.deregister(token)
+        listener.close()  # two connections accepted but never taken: closed with it
+        assert in_flight() == baseline
+        for client in clients:
+            client.close()
