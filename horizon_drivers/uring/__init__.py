@@ -15,6 +15,9 @@ Rules this package obeys:
 * The ring is sized by ``HORIZON_URING_ENTRIES`` (submission queue, 256) and
   ``HORIZON_URING_CQ_ENTRIES`` (completion queue, 8192), read when the first socket or runtime
   is made; a full completion queue loses nothing (the kernel's overflow list is flushed).
+  ``HORIZON_URING_SQPOLL=1`` makes it an SQPOLL ring: a kernel thread takes submissions and runs
+  the receives, so completions land while Python runs; a receive that finds the queue empty may
+  then be followed by datagrams the thread had in hand (they are not lost, only later).
 
 Example:
     >>> from horizon_core.buffers import BufferPool

@@ -26,8 +26,11 @@ cdef _Ring _hub():
     """The process's ring: every uring socket's requests and every Runtime's waits live on it."""
     global _the_hub
     if _the_hub is None:
+        sqpoll = _os.environ.get("HORIZON_URING_SQPOLL", "0")
+        if sqpoll not in ("0", "1"):
+            raise ValueError(f"HORIZON_URING_SQPOLL must be 0 or 1, got {sqpoll!r}")
         _the_hub = _Ring(_env_entries("HORIZON_URING_ENTRIES", 256),
-                         _env_entries("HORIZON_URING_CQ_ENTRIES", 8192))
+                         _env_entries("HORIZON_URING_CQ_ENTRIES", 8192), sqpoll == "1")
     return _the_hub
 
 

@@ -21,6 +21,7 @@
 
 cdef enum:
     REAP_BATCH = 256            # CQEs copied out per pass before dispatching them
+    SQPOLL_IDLE_MS = 100        # an idle SQPOLL thread sleeps after this (a submission wakes it)
     KEY_IGNORED = 0             # user_data of requests whose completion nobody needs (cancels)
 
 
@@ -67,22 +68,26 @@ cdef class _Ring:
     def __cinit__(self):
         self.fd = -1
 
-    def __init__(self, unsigned int entries, unsigned int cq_entries):
+    def __init__(self, unsigned int entries, unsigned int cq_entries, bint sqpoll=False):
         cdef hz_uring_params p
         cdef int err
         cdef int fd = -1
         cdef uint32_t extra = HZ_SETUP_COOP_TASKRUN | HZ_SETUP_TASKRUN_FLAG
         self.owners = {}
         self.next_key = 1
+        if sqpoll:
+            # A kernel thread consumes submissions (and runs the requests' task work) itself.
+            extra = HZ_SETUP_SQPOLL
         while True:
             memset(&p, 0, sizeof(p))
             p.flags = HZ_SETUP_CQSIZE | HZ_SETUP_CLAMP | HZ_SETUP_SUBMIT_ALL | extra
             p.cq_entries = cq_entries
+            p.sq_thread_idle = SQPOLL_IDLE_MS
             fd = hz_uring_setup(entries, &p)
             if fd >= 0:
                 break
             err = errno
-            if err == EINVAL and extra:
+            if err == EINVAL and extra and not sqpoll:
                 extra = 0            # before 5.19: no cooperative task running
                 continue
             raise_errno(err, "io_uring_setup")
@@ -175,10 +180,13 @@ cdef class _Ring:
         cdef uint32_t index
         cdef int rounds = 0
         while self.local_tail - hz_load_acquire(self.sq_head) >= self.sq_entries:
-            # Full: hand the kernel what is queued (room appears as it consumes them).
+            # Full: hand the kernel what is queued (room appears as it consumes them; an SQPOLL
+            # thread may need a moment).
             self.submit()
             rounds += 1
-            if rounds > 1000:
+            if rounds > 10:
+                usleep(100)
+            if rounds > 10000:
                 raise OSError(EBUSY, "io_uring submission queue stays full")
         index = self.local_tail & self.sq_mask
         sqe = &self.sqes[index]
@@ -195,9 +203,16 @@ cdef class _Ring:
         """Hand queued SQEs to the kernel without waiting (and flush what the flags ask for)."""
         cdef uint32_t to_submit = self.pending()
         cdef uint32_t flags = 0
+        cdef uint32_t sqf = hz_load_acquire(self.sq_flags)
         cdef int rc, err = 0
-        if hz_load_acquire(self.sq_flags) & (HZ_SQ_CQ_OVERFLOW | HZ_SQ_TASKRUN):
+        if sqf & (HZ_SQ_CQ_OVERFLOW | HZ_SQ_TASKRUN):
             flags = HZ_ENTER_GETEVENTS
+        if self.setup_flags & HZ_SETUP_SQPOLL:
+            # The kernel thread takes what we published; it needs a syscall only when asleep.
+            if sqf & HZ_SQ_NEED_WAKEUP and to_submit:
+                flags |= HZ_ENTER_SQ_WAKEUP
+            elif flags == 0:
+                return 0
         if to_submit == 0 and flags == 0:
             return 0
         rc = hz_uring_enter(self.fd, to_submit, 0, flags, NULL, 0)
@@ -224,9 +239,11 @@ cdef class _Ring:
             ts.tv_sec = timeout_ns // 1000000000
             ts.tv_nsec = timeout_ns % 1000000000
             arg.ts = <uint64_t><uintptr_t>&ts
+        cdef uint32_t flags = HZ_ENTER_GETEVENTS | HZ_ENTER_EXT_ARG
+        if self.setup_flags & HZ_SETUP_SQPOLL and hz_load_acquire(self.sq_flags) & HZ_SQ_NEED_WAKEUP:
+            flags |= HZ_ENTER_SQ_WAKEUP
         with nogil:
-            rc = hz_uring_enter(fd, to_submit, 1, HZ_ENTER_GETEVENTS | HZ_ENTER_EXT_ARG,
-                                &arg, sizeof(arg))
+            rc = hz_uring_enter(fd, to_submit, 1, flags, &arg, sizeof(arg))
             if rc < 0:
                 err = errno
         self.enters += 1
@@ -323,6 +340,7 @@ cdef class _Ring:
 
     def stats(self):
         return {
+            "sqpoll": bool(self.setup_flags & HZ_SETUP_SQPOLL),
             "sq_entries": self.sq_entries,
             "cq_entries": self.cq_entries,
             "submitted": self.submitted,

@@ -42,7 +42,7 @@ from libc.math cimport ceil
 from posix.fcntl cimport fcntl, F_DUPFD_CLOEXEC
 from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_FAILED, MAP_POPULATE
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
-from posix.unistd cimport close
+from posix.unistd cimport close, usleep
 
 from horizon_drivers.native.uring.uring_abi cimport *
 from horizon_drivers.native.linux.sys_socket cimport (

@@ -227,3 +227,33 @@ def test_the_multishot_accept_queues_configured_streams_and_close_frees_the_rest
         assert in_flight() == baseline
         for client in clients:
             client.close()
+
+
+def test_sqpoll_rings_echo_and_say_so() -> None:
+    # HORIZON_URING_SQPOLL=1 is read when the process's ring is made: a fresh process.
+    script = textwrap.dedent(
+        """
+        from horizon_core.events import Interest
+        from horizon_drivers import uring
+        from tests.drivers.uring.uring_helpers import receive_all
+
+        with uring.runtime() as rt, uring.bind_udp("127.0.0.1:0") as server:
+            with uring.bind_udp("127.0.0.1:0") as client:
+                rt.register(server, Interest.READABLE)
+                for i in range(50):
+                    client.send_to(i.to_bytes(2, "big"), server.local_address)
+                got = receive_all(server, rt, 50)
+                print(uring.ring_stats()["sqpoll"], len(got))
+        """
+    )
+    env = dict(os.environ, HORIZON_URING_SQPOLL="1")
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "50"]
