@@ -22,15 +22,23 @@ cdef unsigned int _env_entries(str name, unsigned int default) except 0:
     return value
 
 
+cdef bint _env_flag(str name) except -1:
+    text = _os.environ.get(name, "0")
+    if text not in ("0", "1", ""):
+        raise ValueError(f"{name} must be 0 or 1, got {text!r}")
+    return text == "1"
+
+
 cdef _Ring _hub():
     """The process's ring: every uring socket's requests and every Runtime's waits live on it."""
     global _the_hub
     if _the_hub is None:
-        sqpoll = _os.environ.get("HORIZON_URING_SQPOLL", "0")
-        if sqpoll not in ("0", "1"):
-            raise ValueError(f"HORIZON_URING_SQPOLL must be 0 or 1, got {sqpoll!r}")
+        sqpoll = _env_flag("HORIZON_URING_SQPOLL")
+        single = _env_flag("HORIZON_URING_SINGLE_THREAD")
+        if sqpoll and single:
+            raise ValueError("HORIZON_URING_SQPOLL and HORIZON_URING_SINGLE_THREAD exclude each other")
         _the_hub = _Ring(_env_entries("HORIZON_URING_ENTRIES", 256),
-                         _env_entries("HORIZON_URING_CQ_ENTRIES", 8192), sqpoll == "1")
+                         _env_entries("HORIZON_URING_CQ_ENTRIES", 8192), sqpoll, single)
     return _the_hub
 
 

@@ -59,6 +59,7 @@ cdef class _Ring:
     cdef readonly uint32_t sq_entries, cq_entries, features, setup_flags
     cdef uint32_t local_tail
     cdef bint reaping
+    cdef unsigned long owner_thread
     cdef dict owners
     cdef uint64_t next_key
     # counters shown by ring_stats()
@@ -68,16 +69,22 @@ cdef class _Ring:
     def __cinit__(self):
         self.fd = -1
 
-    def __init__(self, unsigned int entries, unsigned int cq_entries, bint sqpoll=False):
+    def __init__(self, unsigned int entries, unsigned int cq_entries, bint sqpoll=False,
+                 bint single_thread=False):
         cdef hz_uring_params p
         cdef int err
         cdef int fd = -1
         cdef uint32_t extra = HZ_SETUP_COOP_TASKRUN | HZ_SETUP_TASKRUN_FLAG
         self.owners = {}
         self.next_key = 1
+        self.owner_thread = PyThread_get_thread_ident()
         if sqpoll:
             # A kernel thread consumes submissions (and runs the requests' task work) itself.
             extra = HZ_SETUP_SQPOLL
+        elif single_thread:
+            # Completions' task work waits for our next wait, which runs it all at once, and only
+            # this thread may enter the ring (others queue SQEs it submits).
+            extra = HZ_SETUP_SINGLE_ISSUER | HZ_SETUP_DEFER_TASKRUN | HZ_SETUP_TASKRUN_FLAG
         while True:
             memset(&p, 0, sizeof(p))
             p.flags = HZ_SETUP_CQSIZE | HZ_SETUP_CLAMP | HZ_SETUP_SUBMIT_ALL | extra
@@ -87,7 +94,7 @@ cdef class _Ring:
             if fd >= 0:
                 break
             err = errno
-            if err == EINVAL and extra and not sqpoll:
+            if err == EINVAL and extra and not sqpoll and not single_thread:
                 extra = 0            # before 5.19: no cooperative task running
                 continue
             raise_errno(err, "io_uring_setup")
@@ -199,8 +206,15 @@ cdef class _Ring:
         hz_store_release(self.sq_tail, self.local_tail)
         return self.local_tail - hz_load_acquire(self.sq_head)
 
+    cdef inline bint foreign(self) noexcept:
+        """True in a thread that may not enter a single-issuer ring (it only queues SQEs)."""
+        return (self.setup_flags & HZ_SETUP_SINGLE_ISSUER) != 0 and \
+            PyThread_get_thread_ident() != self.owner_thread
+
     cdef int submit(self) except -1:
         """Hand queued SQEs to the kernel without waiting (and flush what the flags ask for)."""
+        if self.foreign():
+            return 0
         cdef uint32_t to_submit = self.pending()
         cdef uint32_t flags = 0
         cdef uint32_t sqf = hz_load_acquire(self.sq_flags)
@@ -233,6 +247,10 @@ cdef class _Ring:
         cdef uint32_t to_submit = self.pending()
         cdef int rc, err = 0
         cdef int fd = self.fd
+        if self.foreign():
+            raise RuntimeError(
+                "this process's io_uring ring is single-threaded (HORIZON_URING_SINGLE_THREAD=1): "
+                "poll it from the thread that made it")
         memset(&arg, 0, sizeof(arg))
         arg.sigmask_sz = 8
         if timeout_ns >= 0:
@@ -298,7 +316,7 @@ cdef class _Ring:
                 if n == REAP_BATCH:
                     continue
                 sqf = hz_load_acquire(self.sq_flags)
-                if not sqf & (HZ_SQ_CQ_OVERFLOW | HZ_SQ_TASKRUN):
+                if not sqf & (HZ_SQ_CQ_OVERFLOW | HZ_SQ_TASKRUN) or self.foreign():
                     break
                 # Completions wait on the overflow list or as task work: GETEVENTS posts them.
                 if sqf & HZ_SQ_CQ_OVERFLOW:
@@ -341,6 +359,7 @@ cdef class _Ring:
     def stats(self):
         return {
             "sqpoll": bool(self.setup_flags & HZ_SETUP_SQPOLL),
+            "single_thread": bool(self.setup_flags & HZ_SETUP_SINGLE_ISSUER),
             "sq_entries": self.sq_entries,
             "cq_entries": self.cq_entries,
             "submitted": self.submitted,

@@ -8,10 +8,11 @@
 # * Everything else (TCP streams, a UdpSocket's WRITABLE, any object with fileno()) gets a
 #   one-shot IORING_OP_POLL_ADD. Its completion is the event; the next poll_once arms it again,
 #   and a source still ready completes again at once. That is level-triggered, as epoll's default.
+# * ``wake()`` writes the runtime's eventfd, which a multishot poll on the ring watches: no thread
+#   but the polling one touches the ring for it (a single-threaded ring allows no other).
 # * A deregistered source's poll is cancelled and its key forgotten before deregister returns,
 #   so a completion still on its way is dropped as stale: no event for a removed token.
-# * ``wake()`` submits a NOP whose completion is the runtime's waker; any thread may (ring
-#   access is under the GIL). With several runtimes in the process each wait is capped at
+# * With several runtimes in the process each wait is capped at
 #   CROSS_RUNTIME_WAIT_NS: one runtime may reap another's completion, which then marks that
 #   runtime ready but cannot end a wait already in the kernel.
 
@@ -31,11 +32,71 @@ _tuple_new = tuple.__new__
 
 
 cdef class _Waker(_Completer):
+    """An eventfd watched by a multishot poll: a write from any thread ends the runtime's wait
+    without touching the ring (a single-threaded ring refuses other threads)."""
+
+    cdef _Ring ring
+    cdef int fd
+    cdef uint64_t key
     cdef bint woken
 
-    cdef int _on_cqe(self, int32_t res, uint32_t flags, uint64_t key) except -1:
-        self.woken = True
+    def __cinit__(self):
+        self.fd = -1
+
+    def __dealloc__(self):
+        if self.fd >= 0:
+            close(self.fd)
+
+    cdef int open(self, _Ring ring) except -1:
+        self.ring = ring
+        self.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)
+        if self.fd < 0:
+            raise_errno(errno, "eventfd")
+        return self.arm()
+
+    cdef int arm(self) except -1:
+        cdef hz_uring_sqe *sqe
+        if self.key or self.fd < 0:
+            return 0
+        sqe = self.ring.get_sqe()
+        sqe.opcode = HZ_OP_POLL_ADD
+        sqe.fd = self.fd
+        sqe.op_flags = POLLIN_
+        sqe.len = HZ_POLL_ADD_MULTI
+        self.key = self.ring.new_key(self)
+        sqe.user_data = self.key
         return 0
+
+    cdef int _on_cqe(self, int32_t res, uint32_t flags, uint64_t key) except -1:
+        cdef eventfd_t drained
+        if not flags & HZ_CQE_F_MORE:
+            self.ring.drop_key(key)
+            if key == self.key:
+                self.key = 0
+        if res > 0:
+            if self.fd >= 0:
+                eventfd_read(self.fd, &drained)
+            self.woken = True
+        return 0
+
+    cdef void wake(self) noexcept:
+        cdef int fd = self.fd
+        if fd >= 0:
+            with nogil:
+                # EAGAIN: the counter is saturated, so a wake is already pending.
+                eventfd_write(fd, 1)
+
+    cdef void shut(self) noexcept:
+        if self.key:
+            try:
+                self.ring.cancel(self.key)
+            except BaseException:
+                pass
+            self.ring.drop_key(self.key)
+            self.key = 0
+        if self.fd >= 0:
+            close(self.fd)
+            self.fd = -1
 
 
 cdef class _Watch(_Completer):
@@ -118,7 +179,6 @@ cdef class Runtime:
     cdef list _marked
     cdef list _to_arm
     cdef _Waker _waker
-    cdef uint64_t _wake_key
     cdef bint _closed
     cdef bint _polling
     cdef int _busy
@@ -144,7 +204,8 @@ cdef class Runtime:
         self._loop = RunLoop()
         self._default_timeout = cfg.poll_timeout
         self._waker = _Waker()
-        self._wake_key = self._ring.new_key(self._waker)
+        self._waker.open(self._ring)
+        self._ring.submit()
         self._closed = False
         _live_runtimes += 1
 
@@ -152,8 +213,8 @@ cdef class Runtime:
         global _live_runtimes
         if not self._closed:
             _live_runtimes -= 1
-            if self._ring is not None:
-                self._ring.drop_key(self._wake_key)
+            if self._waker is not None:
+                self._waker.shut()
 
     cdef inline int _enter(self, str operation) except -1:
         if self._closed:
@@ -163,6 +224,8 @@ cdef class Runtime:
 
     cdef inline void _leave(self) noexcept:
         self._busy -= 1
+        if self._closed and self._busy == 0:
+            self._waker.shut()
 
     @property
     def closed(self):
@@ -318,6 +381,7 @@ cdef class Runtime:
                     if _live_runtimes > 1 and (left < 0 or left > CROSS_RUNTIME_WAIT_NS):
                         left = CROSS_RUNTIME_WAIT_NS
                     self._arm_all()
+                    self._waker.arm()
                     ring.wait(left)
                     ring.reap()
                     events = self._collect()
@@ -342,14 +406,7 @@ cdef class Runtime:
         """Interrupt a blocked ``poll_once`` from any thread."""
         if self._closed:
             raise SocketClosedError("runtime", "wake")
-        self._post_wake()
-
-    cdef int _post_wake(self) except -1:
-        cdef hz_uring_sqe *sqe = self._ring.get_sqe()
-        sqe.opcode = HZ_OP_NOP
-        sqe.user_data = self._wake_key
-        self._ring.submit()
-        return 0
+        self._waker.wake()
 
     def close(self):
         """Close the runtime: cancel its polls (registered sockets stay open). Idempotent."""
@@ -367,12 +424,12 @@ cdef class Runtime:
         self._queued = []
         self._marked = []
         self._to_arm = []
-        if self._polling:
-            # A poll is running in another thread: its wait ends with this NOP's completion.
-            self._post_wake()
+        if self._busy:
+            # A poll is running in another thread: wake it; it closes the waker on its way out.
+            self._waker.wake()
         else:
+            self._waker.shut()
             self._ring.submit()
-        self._ring.drop_key(self._wake_key)
 
     def __enter__(self):
         return self

@@ -29,6 +29,7 @@ Rules this module obeys:
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
 from cpython.bytearray cimport PyByteArray_AS_STRING
 from cpython.exc cimport PyErr_CheckSignals
+from cpython.pythread cimport PyThread_get_thread_ident
 from cpython cimport array
 from libc.errno cimport (
     errno, EINTR, EAGAIN, EBUSY, ETIME, EINVAL, ENOBUFS, EBADF, ENOTSOCK, EOPNOTSUPP, ENOSYS, EPERM,
@@ -51,6 +52,9 @@ from horizon_drivers.native.linux.sys_socket cimport (
 )
 from horizon_drivers.native.linux.netinet_in cimport SOL_UDP, UDP_GRO
 from horizon_drivers.native.linux.address cimport raise_errno
+from horizon_drivers.native.linux.sys_eventfd cimport (
+    eventfd, eventfd_read, eventfd_write, eventfd_t, EFD_CLOEXEC, EFD_NONBLOCK,
+)
 from horizon_drivers.native.linux.batch_states cimport begin_receive, commit_receive
 from horizon_drivers.native.sockaddr_codec cimport pack_sockaddr, PACKED_SIZE
 
