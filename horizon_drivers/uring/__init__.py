@@ -18,6 +18,10 @@ Rules this package obeys:
   ``HORIZON_URING_SQPOLL=1`` makes it an SQPOLL ring: a kernel thread takes submissions and runs
   the receives, so completions land while Python runs; a receive that finds the queue empty may
   then be followed by datagrams the thread had in hand (they are not lost, only later).
+  ``HORIZON_URING_SINGLE_THREAD=1`` makes it a single-issuer ring with deferred task work
+  (``IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN``): completions are produced in batches inside
+  the owning thread's waits, which costs less CPU per datagram. Only the thread that made the
+  ring may poll it or settle a close; ``wake()`` and ``stop()`` still work from any thread.
 
 Example:
     >>> from horizon_core.buffers import BufferPool

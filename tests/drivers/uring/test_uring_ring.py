@@ -12,6 +12,8 @@ import sys
 import textwrap
 import threading
 
+import pytest
+
 from tests.drivers.uring.uring_helpers import WAIT, in_flight, receive_all  # skips if unavailable
 
 # isort: split
@@ -121,6 +123,10 @@ def test_closing_the_runtime_with_requests_in_flight_neither_leaks_nor_crashes()
             assert any(ev.token == token for ev in again.poll_once(WAIT))
 
 
+@pytest.mark.skipif(
+    os.environ.get("HORIZON_URING_SINGLE_THREAD") == "1",
+    reason="a single-threaded ring is polled from the thread that made it only",
+)
 def test_wake_from_another_thread_ends_a_blocking_poll() -> None:
     with uring.runtime() as rt:
         returned = threading.Event()
@@ -197,8 +203,6 @@ def test_probe_lists_features_and_what_the_driver_uses() -> None:
 
 
 def test_bad_ring_sizes_are_refused_with_what_is_allowed() -> None:
-    import pytest
-
     with pytest.raises(ValueError, match="ring_slots must be an int from 1 to 32768"):
         uring.UdpSocket.bind("127.0.0.1:0", ring_slots=0)
     with pytest.raises(ValueError, match="ring_payload must be an int"):
@@ -247,6 +251,7 @@ def test_sqpoll_rings_echo_and_say_so() -> None:
         """
     )
     env = dict(os.environ, HORIZON_URING_SQPOLL="1")
+    env.pop("HORIZON_URING_SINGLE_THREAD", None)
     done = subprocess.run(
         [sys.executable, "-c", script],
         env=env,
@@ -257,3 +262,45 @@ def test_sqpoll_rings_echo_and_say_so() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "50"]
+
+
+def test_a_single_threaded_ring_echoes_and_refuses_waits_from_other_threads() -> None:
+    script = textwrap.dedent(
+        """
+        import threading
+        from horizon_core.events import Interest
+        from horizon_drivers import uring
+        from tests.drivers.uring.uring_helpers import receive_all
+
+        with uring.runtime() as rt, uring.bind_udp("127.0.0.1:0") as server:
+            with uring.bind_udp("127.0.0.1:0") as client:
+                rt.register(server, Interest.READABLE)
+                for i in range(50):
+                    client.send_to(i.to_bytes(2, "big"), server.local_address)
+                got = receive_all(server, rt, 50)
+                refused = []
+
+                def poll_elsewhere():
+                    try:
+                        rt.poll_once(1.0)
+                    except RuntimeError as exc:
+                        refused.append("single-threaded" in str(exc))
+
+                worker = threading.Thread(target=poll_elsewhere)
+                worker.start()
+                worker.join(10)
+                print(uring.ring_stats()["single_thread"], len(got), refused)
+        """
+    )
+    env = dict(os.environ, HORIZON_URING_SINGLE_THREAD="1")
+    env.pop("HORIZON_URING_SQPOLL", None)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "50", "[True]"]
