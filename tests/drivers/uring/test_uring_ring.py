@@ -304,3 +304,19 @@ def test_a_single_threaded_ring_echoes_and_refuses_waits_from_other_threads() ->
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "50", "[True]"]
+
+
+def test_a_gro_buffer_is_split_into_its_datagrams() -> None:
+    # The sender coalesces equal datagrams into one UDP GSO message; a UDP_GRO receiver on
+    # loopback gets them as one buffer with its segment size, which recv_batch splits again.
+    payloads = [bytes([i]) * 100 for i in range(10)]
+    with (
+        uring.runtime() as rt,
+        uring.bind_udp("127.0.0.1:0", NetConfig(udp_gro=True)) as server,
+        uring.bind_udp("127.0.0.1:0") as client,
+    ):
+        rt.register(server, Interest.READABLE)
+        _send(client, server.local_address, payloads)
+        got = receive_all(server, rt, len(payloads))
+        assert got == payloads
+        assert server.stats.datagrams_received == len(payloads)
