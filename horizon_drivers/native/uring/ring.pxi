@@ -388,3 +388,7 @@ cdef class _Receiver(_Settling):
 
     cdef bint readable(self):
         return self.error is not None
+
+    cdef bint polled(self):
+        """True while readability must come from a poll (a stream not yet receiving)."""
+        return False

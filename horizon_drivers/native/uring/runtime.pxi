@@ -106,7 +106,7 @@ cdef class _Watch(_Completer):
     cdef object token
     cdef object source
     cdef int fd
-    cdef _Receiver rx                  # a uring UdpSocket's or TcpListener's: readable from its queue
+    cdef _Receiver rx                  # a uring socket's: readable from its queue
     cdef int interest
     cdef uint64_t key
     cdef int fired
@@ -139,7 +139,7 @@ cdef class _Watch(_Completer):
         cdef uint32_t mask = 0
         if self.key or not self.live:
             return 0
-        if self.interest & 1 and self.rx is None:
+        if self.interest & 1 and (self.rx is None or self.rx.polled()):
             mask |= POLLIN_ | POLLRDHUP_
         if self.interest & 2:
             mask |= POLLOUT_
@@ -267,6 +267,8 @@ cdef class Runtime:
                 watch.rx = (<UdpSocket>source)._rx
             elif isinstance(source, TcpListener):
                 watch.rx = (<TcpListener>source)._rx
+            elif isinstance(source, TcpStream):
+                watch.rx = (<TcpStream>source)._rx
             if watch.rx is not None:
                 self._queued.append(watch)
             watch.token = self._slab.insert(watch)

@@ -1,5 +1,6 @@
-# TCP: a listener with a multishot accept on the ring; streams are the epoll driver's, accepted
-# and connected streams configured by horizon_drivers.opening as everywhere. Included by uring.pyx.
+# TCP listeners: a multishot accept on the ring; accepted streams are configured by
+# horizon_drivers.opening as everywhere, then receive on the ring (tcp_stream.pxi).
+# Included by uring.pyx.
 #
 # A multishot accept posts one completion per connection, its result the new descriptor
 # (already SOCK_NONBLOCK | SOCK_CLOEXEC); the descriptors queue here until accept_nonblocking
@@ -109,7 +110,7 @@ cdef class _AcceptRx(_Receiver):
 cdef class TcpListener:
     """A listening TCP socket whose connections arrive by a multishot accept on io_uring.
 
-    Accepted streams are the epoll driver's ``TcpStream``, configured like every driver's.
+    Accepted streams are configured like every driver's and receive on the ring.
 
     Example:
         >>> from horizon_drivers.uring import TcpListener
@@ -194,8 +195,13 @@ cdef class TcpListener:
             close(fd)
             raise
         report = _configure_accepted(sock, self._tx.config)  # closes sock if it raises
-        stream = _TxTcpStream(sock, report, self._tx.config)
-        return stream, stream.peer_address
+        tx = _TxTcpStream(sock, report, self._tx.config)
+        try:
+            stream = TcpStream(tx)
+        except BaseException:
+            tx.close()
+            raise
+        return stream, tx.peer_address
 
     def accept_nonblocking(self):
         """Accept one connection as a nonblocking, configured stream; BlockingIOError if none."""

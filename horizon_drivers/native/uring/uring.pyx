@@ -20,8 +20,9 @@ Rules this module obeys:
   as a buffer is free; the datagrams wait in the socket's queue meanwhile.
 * Sends use the epoll driver's batch path (sendmmsg with UDP GSO runs) on the same socket:
   a direct sendmmsg takes one syscall for a whole batch, as a ring submission would, with no
-  completion to reap. A TCP listener keeps a multishot accept in flight; streams are the epoll
-  driver's (send, recv, connect), watched by the Runtime with poll requests on the ring.
+  completion to reap. A TCP listener keeps a multishot accept in flight; a connected stream a
+  multishot recv into its own buffer ring; stream sends, connect and shutdown are the epoll
+  driver's calls.
 * Closing a socket cancels its receive and waits (bounded) for the final completion, then
   returns every slot to FREE. Closing the runtime cancels its polls; sockets stay open.
 """
@@ -48,7 +49,7 @@ from posix.unistd cimport close, usleep
 from horizon_drivers.native.uring.uring_abi cimport *
 from horizon_drivers.native.linux.sys_socket cimport (
     msghdr, cmsghdr, socklen_t, getsockopt, CMSG_FIRSTHDR, CMSG_NXTHDR, CMSG_DATA, CMSG_LEN,
-    SOL_SOCKET, SO_RXQ_OVFL, MSG_TRUNC, SOCK_NONBLOCK, SOCK_CLOEXEC,
+    SOL_SOCKET, SO_RXQ_OVFL, MSG_TRUNC, SOCK_NONBLOCK, SOCK_CLOEXEC, setsockopt,
 )
 from horizon_drivers.native.linux.netinet_in cimport SOL_UDP, UDP_GRO
 from horizon_drivers.native.linux.address cimport raise_errno
@@ -80,7 +81,8 @@ from horizon_drivers.run_loop import RunLoop
 
 __all__ = [
     "ACCEPT_QUEUE", "CLOSE_SETTLE_SECONDS", "DEFAULT_RING_PAYLOAD", "DEFAULT_RING_SLOTS", "Runtime",
-    "TcpListener", "UdpSocket", "USED_FEATURES", "probe", "ring_stats", "unavailable_reason",
+    "STREAM_SLOTS", "STREAM_SLOT_SIZE", "TcpListener", "TcpStream", "UdpSocket", "USED_FEATURES",
+    "probe", "ring_stats", "unavailable_reason",
 ]  # fmt: skip
 
 cdef enum:
@@ -89,6 +91,13 @@ cdef enum:
 
 cdef extern from "<errno.h>":
     int ECANCELED
+
+
+cdef extern from "<sys/socket.h>":
+    struct linger:
+        int l_onoff
+        int l_linger
+    int SO_LINGER
 
 
 cdef extern from *:
@@ -106,6 +115,7 @@ include "../linux/udp_recv_control.pxi"
 include "ring.pxi"
 include "buffer_ring.pxi"
 include "udp.pxi"
+include "tcp_stream.pxi"
 include "tcp.pxi"
 include "runtime.pxi"
 include "probe.pxi"
