@@ -136,7 +136,9 @@ cdef class _StreamRx(_Receiver):
         if done or target.len == 0:
             return done
         if self.error is not None:
+            # A reset ends the stream: reported once, then it reads as ended, as recv(2) does.
             exc, self.error = self.error, None
+            self.eof = True
             raise exc
         return 0 if self.eof else -1
 
