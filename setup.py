@@ -34,6 +34,7 @@ NATIVE = Path("horizon_drivers") / "native"
 COMPILED_FOLDERS = {
     NATIVE / "linux": "linux",
     NATIVE / "windows": "win32",
+    NATIVE / "uring": "linux",
     Path("horizon_drivers") / "bench": "linux",
 }
 # The stubs of the compiled modules live in typings/ (mypy_path) for the repository's own checks;
@@ -134,6 +135,8 @@ def _extension(pyx: Path, source: Path) -> Extension:
         ".".join(pyx.with_suffix("").parts),
         [str(source)],
         libraries=["ws2_32"] if windows else [],
+        # The io_uring driver includes its vendored kernel ABI header (uring_abi.h) from there.
+        include_dirs=[str(pyx.parent)],
         define_macros=[] if windows else [("_GNU_SOURCE", "1")],
         extra_compile_args=[] if windows else ["-O2"],
         # A failed compile skips the extension (the pure drivers still install) unless CI says not.

@@ -48,6 +48,7 @@ _KNOWN: dict[str, tuple[str, str | None, bool]] = {
     "aio": ("horizon_drivers.aio", None, False),
     "iocp": ("horizon_drivers.iocp", "win32", True),
     "sim": ("horizon_drivers.sim", None, True),
+    "uring": ("horizon_drivers.uring", "linux", True),
 }
 _PLATFORM_NAMES = {"linux": "Linux", "win32": "Windows"}
 
@@ -204,7 +205,7 @@ def get_driver(name: str) -> Driver:
         >>> get_driver("portble")
         Traceback (most recent call last):
         ...
-        ValueError: unknown driver 'portble' (did you mean 'portable'?); known drivers: native, portable, aio, iocp, sim
+        ValueError: unknown driver 'portble' (did you mean 'portable'?); known drivers: native, portable, aio, iocp, sim, uring
     """  # noqa: E501
     _, _, sync = _check_name(name)
     if not sync:

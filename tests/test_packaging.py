@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TYPINGS = ROOT / "typings"
 # The folders of compiled modules built on this platform (setup.py's COMPILED_FOLDERS).
 FOLDERS = {
-    "linux": ["horizon_drivers/native/linux", "horizon_drivers/bench"],
+    "linux": ["horizon_drivers/native/linux", "horizon_drivers/native/uring", "horizon_drivers/bench"],
     "win32": ["horizon_drivers/native/windows"],
 }.get(sys.platform, [])
 

@@ -48,6 +48,25 @@ class Contender:
         raw = measurement.result.get(key)
         return float(raw) if isinstance(raw, int | float) else None
 
+    def cpu_us_per_datagram(self) -> float | None:
+        """Server CPU microseconds per echoed UDP datagram (Linux; None when not measured).
+
+        The server's CPU time over the whole UDP load divided by the datagrams it echoed (its own
+        count, else the load generator's): steadier than throughput on a shared machine.
+
+        Example:
+            >>> m = Measurement("udp", {"total_received": 1000}, None, {"udp_sent": 2000}, 0.001)
+            >>> Contender("native", "driver", udp=m).cpu_us_per_datagram()
+            0.5
+        """
+        m = self.udp
+        if m is None or m.result is None or not m.server_cpu_seconds:
+            return None
+        echoed = (m.server or {}).get("udp_sent") or m.result.get("total_received")
+        if not isinstance(echoed, int | float) or echoed <= 0:
+            return None
+        return m.server_cpu_seconds / float(echoed) * 1e6
+
     def rtt(self, protocol: str, key: str = "rtt") -> LatencySummary | None:
         """One protocol's round-trip summary (``rtt``; ``rtt_loaded`` for UDP, ``rtt_pipelined``
         for TCP)."""
@@ -117,6 +136,7 @@ class BenchReport:
                 entry[protocol] = None if m is None else {
                     "result": m.result, "error": m.error, "server": m.server,
                 }
+            entry["cpu_us_per_datagram"] = c.cpu_us_per_datagram()
             entry["ratios"] = self.ratios(c.name)
             entry["ratios_to_c"] = self.ratios(c.name, REFERENCE)
             contenders.append(entry)

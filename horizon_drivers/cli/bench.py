@@ -209,6 +209,7 @@ def render_table(report: BenchReport) -> str:
             *to_c("udp", "datagrams_per_s"),
             _num(udp.p50_us if udp else None, 1), _num(udp.p99_us if udp else None, 1),
             _num(udp.p999_us if udp else None, 1),
+            _num(c.cpu_us_per_datagram(), 2),
             _num(mbps / 1e6 if mbps is not None else None, 1),
             _ratio(report.ratio(c.name, "tcp", "bytes_per_s")),
             *to_c("tcp", "bytes_per_s"),
@@ -225,7 +226,7 @@ def render_table(report: BenchReport) -> str:
             fallbacks.add(str(fallback.get("load_generator_note", "")))
     xc = ["x c"] if with_c else []
     headers = ["server", "kind", "UDP dgram/s", f"x{base}", *xc, "p50 us", "p99 us", "p99.9 us",
-               "TCP MB/s", f"x{base}", *xc, "TCP msg/s", *xc, "p50 us", "p99 us", "p99.9 us"]
+               "CPU µs/dgram", "TCP MB/s", f"x{base}", *xc, "TCP msg/s", *xc, "p50 us", "p99 us", "p99.9 us"]
     pipeline = s.get("pipeline", _DEFAULT_PIPELINE)
     lines = [
         f"horizon bench: loopback echo, {s['duration']}s per measurement, {s['size']}-byte "
@@ -238,6 +239,8 @@ def render_table(report: BenchReport) -> str:
         f"x{base}: throughput relative to {base} (higher is better)"
         + ("; x c: relative to c, the C reference server (the machine's limit)." if with_c
            else "."),
+        "CPU µs/dgram: the server process's CPU time over its UDP run / the datagrams it echoed "
+        "(lower is better; steadier than throughput on a shared machine).",
         "Round trips (us) have one message in flight: UDP window 1, TCP ping-pong. TCP msg/s: "
         f"{pipeline} messages in flight on one connection (their round trips are in --json).",
     ]

@@ -224,6 +224,24 @@ def io_uring_status(
     return IoUringStatus(False, f"unexpected answer from io_uring_setup: {name}", disabled)
 
 
+def io_uring_features() -> dict[str, Any]:
+    """The io_uring features this kernel has and which the ``uring`` driver uses.
+
+    ``features`` maps each feature (multishot recvmsg, provided-buffer rings, SEND_ZC, bundles...)
+    to whether the kernel has it; ``used`` lists those the driver uses. Both are empty where the
+    driver cannot run (its reason is then in the driver list).
+
+    Example:
+        >>> sorted(io_uring_features())
+        ['features', 'used']
+    """
+    status = registry.driver_status("uring")
+    if not status.available:
+        return {"features": {}, "used": []}
+    report = registry.driver_module("uring").probe()
+    return {"features": dict(report["features"]), "used": list(report["used"])}
+
+
 def _io_uring_setup_errno() -> int:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.syscall.restype = ctypes.c_long
@@ -287,7 +305,7 @@ def collect(config: NetConfig) -> dict[str, Any]:
             "affinity": list(current_affinity()),
         },
         "numa_nodes": [{"node": n.node, "cpus": list(n.cpus)} for n in numa_nodes()],
-        "io_uring": attrs.asdict(uring),
+        "io_uring": {**attrs.asdict(uring), **io_uring_features()},
         "drivers": [
             {"name": s.name, "available": s.available, "reason": s.reason}
             for s in registry.all_driver_statuses()
@@ -371,6 +389,14 @@ def render(data: dict[str, Any]) -> str:
         f"{','.join(map(str, cpus['affinity']))})",
         f"NUMA: {nodes}",
         f"io_uring: {uring['detail']}",
+        *(
+            [
+                "io_uring features: "
+                + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in uring["features"].items()),
+                "io_uring features the uring driver uses: " + ", ".join(uring["used"]),
+            ]
+            if uring.get("features") else []
+        ),
         "drivers: "
         + ", ".join(
             d["name"] if d["available"] else f"{d['name']} (unavailable: {d['reason']})"

@@ -57,7 +57,7 @@ __all__ = [
 ]
 
 #: Every parametrization of the suite, in report order.
-DRIVER_IDS = ("native", "portable", "aio-asyncio", "aio-trio", "iocp", "sim")
+DRIVER_IDS = ("native", "portable", "aio-asyncio", "aio-trio", "iocp", "sim", "uring")
 
 T = TypeVar("T")
 
