@@ -31,12 +31,12 @@ from typing import Any
 import attrs
 
 from horizon_core.config import NetConfig
-from horizon_core.options import OptionReport, OptionStatus
+from horizon_core.options import Feature, OptionReport, OptionStatus
 from horizon_drivers import registry
 from horizon_drivers.cli.endpoints import load_config
 from horizon_drivers.cli.machine import describe_machine
 from horizon_drivers.cli.tables import format_table
-from horizon_drivers.opening import open_tcp_listener, open_tcp_stream, open_udp
+from horizon_drivers.opening import NATIVE_FEATURES, open_tcp_listener, open_tcp_stream, open_udp
 from horizon_drivers.tuning import current_affinity, numa_nodes, usable_cpu_count
 
 __all__ = [
@@ -105,8 +105,21 @@ def _all_best_effort(config: NetConfig) -> NetConfig:
     return attrs.evolve(config, best_effort=names)
 
 
-def probe_sockets(config: NetConfig) -> list[SocketProbe]:
+def _default_features() -> frozenset[Feature]:
+    # The probe shows what the default driver would do: native where it is available, so an
+    # option only native applies (SO_ZEROCOPY) is read back rather than reported skipped.
+    from horizon_drivers import registry
+
+    return NATIVE_FEATURES if registry.driver_status("native").available else frozenset()
+
+
+def probe_sockets(
+    config: NetConfig, features: frozenset[Feature] | None = None
+) -> list[SocketProbe]:
     """Open a UDP socket, a TCP listener and a TCP stream per family with ``config``.
+
+    ``features`` are the driver features the sockets are planned with (None: the native
+    driver's where it is available, else none), so the report matches what that driver applies.
 
     Example:
         >>> probes = probe_sockets(NetConfig())
@@ -114,13 +127,15 @@ def probe_sockets(config: NetConfig) -> list[SocketProbe]:
         [('ipv4', 'udp'), ('ipv4', 'tcp_listener'), ('ipv4', 'tcp_stream')]
     """
     lenient = _all_best_effort(config)
+    if features is None:
+        features = _default_features()
     probes: list[SocketProbe] = []
     for family, address in _PROBE_FAMILIES:
         opened: list[socket.socket] = []
         try:
             for kind, opener in (("udp", open_udp), ("tcp_listener", open_tcp_listener)):
                 try:
-                    sock, report = opener(address, lenient)
+                    sock, report = opener(address, lenient, features)
                 except OSError as exc:
                     probes.append(SocketProbe(family, kind, None, None, _os_error(exc)))
                     continue
@@ -131,7 +146,7 @@ def probe_sockets(config: NetConfig) -> list[SocketProbe]:
                 probes.append(SocketProbe(family, "tcp_stream", None, None, "no listener"))
                 continue
             try:
-                stream, report = open_tcp_stream(listener.getsockname(), lenient)
+                stream, report = open_tcp_stream(listener.getsockname(), lenient, features)
             except OSError as exc:
                 probes.append(SocketProbe(family, "tcp_stream", None, None, _os_error(exc)))
                 continue

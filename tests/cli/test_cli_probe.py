@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import errno
 import json
+import sys
 from pathlib import Path
 
-from horizon_drivers.cli.probe import io_uring_status
+import pytest
+
+from horizon_core.config import NetConfig
+from horizon_core.options import Feature, OptionStatus
+from horizon_drivers import registry
+from horizon_drivers.cli.probe import io_uring_status, probe_sockets
+from horizon_drivers.opening import NATIVE_FEATURES
 from tests.cli.cli_helpers import run_horizon
 
 
@@ -64,3 +71,24 @@ def test_io_uring_answers_are_explained() -> None:
     assert not blocked.available
     assert "EPERM" in blocked.detail
     assert not io_uring_status(syscall=lambda: errno.ENOSYS).available
+
+
+def _zerocopy_statuses(features: frozenset[Feature] | None) -> set[OptionStatus]:
+    probes = probe_sockets(NetConfig(zerocopy_threshold=16384), features)
+    return {
+        probe.report["zerocopy_threshold"].status
+        for probe in probes
+        if probe.kind == "udp" and probe.report is not None
+    }
+
+
+def test_probe_plans_with_the_given_driver_features() -> None:
+    # Without features SO_ZEROCOPY is skipped with its reason; with native's it is planned.
+    assert _zerocopy_statuses(frozenset()) == {OptionStatus.SKIPPED}
+    if sys.platform.startswith("linux"):  # SO_ZEROCOPY is Linux's
+        assert OptionStatus.SKIPPED not in _zerocopy_statuses(NATIVE_FEATURES)
+
+
+@pytest.mark.skipif(not registry.driver_status("native").available, reason="native driver not built")
+def test_probe_defaults_to_the_native_driver_features() -> None:
+    assert _zerocopy_statuses(None) == _zerocopy_statuses(NATIVE_FEATURES)
