@@ -24,7 +24,8 @@ from tests.drivers.native.native_helpers import (  # first: it skips this module
 )
 
 # isort: split
-from horizon_core.buffers import BufferPool, SlotState
+from horizon_core.addresses import SocketAddress
+from horizon_core.buffers import Batch, BufferPool, SlotState
 from horizon_core.config import NetConfig
 from horizon_core.errors import PoolExhaustedError, SocketClosedError
 from horizon_core.events import Interest
@@ -258,6 +259,15 @@ def _udp_pair() -> tuple[UdpSocket, UdpSocket]:
     return sender, receiver
 
 
+def _filled_batch(target: SocketAddress) -> tuple[BufferPool, Batch]:
+    """A 64-slot batch of 1,400-byte datagrams to ``target``: one GSO run past any threshold."""
+    pool = BufferPool(64, 2048)
+    batch = pool.batch(64)
+    for i in range(64):
+        batch.append(bytes([i]) * 1400, target)
+    return pool, batch
+
+
 def _receive(receiver: UdpSocket, count: int) -> list[bytes]:
     pool = BufferPool(64, 2048)
     got: list[bytes] = []
@@ -315,10 +325,8 @@ def test_udp_gso_zero_copy_slots_are_never_reused_before_their_completion(
 def test_udp_large_gso_runs_go_zero_copy_and_pairs_copy() -> None:
     sender, receiver = _udp_pair()
     with sender, receiver:
-        pool = BufferPool(64, 2048)
-        with pool.batch(64) as batch:
-            for i in range(64):
-                batch.append(bytes([i]) * 1400, receiver.local_address)
+        pool, batch = _filled_batch(receiver.local_address)
+        with batch:
             assert sender.send_batch(batch) == 64
         assert sender.stats.zerocopy_sends > 0
         before = sender.stats.zerocopy_sends
@@ -333,10 +341,7 @@ def test_udp_large_gso_runs_go_zero_copy_and_pairs_copy() -> None:
 def test_udp_enobufs_falls_back_and_close_returns_the_slots() -> None:
     sender, receiver = _udp_pair()
     with receiver:
-        pool = BufferPool(64, 2048)
-        batch = pool.batch(64)
-        for i in range(64):
-            batch.append(bytes([i]) * 1400, receiver.local_address)
+        pool, batch = _filled_batch(receiver.local_address)
         sender._inject_zerocopy_enobufs(1)
         assert sender.send_batch(batch) == 64
         assert (sender.stats.zerocopy_fallbacks, sender.stats.zerocopy_sends) == (1, 0)
@@ -392,10 +397,7 @@ def test_the_ledger_completes_each_send_once_whatever_the_ranges(
 def test_a_socket_dropped_without_close_gives_its_pool_slots_back() -> None:
     sender, receiver = _udp_pair()
     with receiver:
-        pool = BufferPool(64, 2048)
-        batch = pool.batch(64)
-        for i in range(64):
-            batch.append(bytes([i]) * 1400, receiver.local_address)
+        pool, batch = _filled_batch(receiver.local_address)
         assert sender.send_batch(batch) == 64
         assert sender.zerocopy_in_flight > 0
         batch.release()

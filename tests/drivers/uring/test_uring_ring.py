@@ -33,6 +33,22 @@ def _send(sender: uring.UdpSocket, target: object, payloads: list[bytes]) -> Non
     raise AssertionError(f"sent only {start} of {len(payloads)}")
 
 
+def _run_fresh(script: str, **ring_env: str) -> list[str]:
+    """Run ``script`` in a new process whose ring is made with ``ring_env`` (the ring-mode
+    variables are read once, when the process's ring is made); return its output's words."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HORIZON_URING_")}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**env, **ring_env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
 def test_more_datagrams_than_slots_all_arrive_and_the_receive_re_arms() -> None:
     config = NetConfig(recv_buf=4 * 1024 * 1024)
     with (
@@ -172,17 +188,8 @@ def test_a_completion_queue_flood_loses_nothing() -> None:
             server.close()
         """
     )
-    env = dict(os.environ, HORIZON_URING_ENTRIES="4", HORIZON_URING_CQ_ENTRIES="8")
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    received, drops, flushes, lost, cq_entries, unique = done.stdout.split()
+    output = _run_fresh(script, HORIZON_URING_ENTRIES="4", HORIZON_URING_CQ_ENTRIES="8")
+    received, drops, flushes, lost, cq_entries, unique = output
     assert int(cq_entries) == 8
     assert int(received) + int(drops) == 300
     assert int(drops) == 0
@@ -251,18 +258,7 @@ def test_sqpoll_rings_echo_and_say_so() -> None:
                 print(uring.ring_stats()["sqpoll"], len(got))
         """
     )
-    env = dict(os.environ, HORIZON_URING_SQPOLL="1")
-    env.pop("HORIZON_URING_SINGLE_THREAD", None)
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["True", "50"]
+    assert _run_fresh(script, HORIZON_URING_SQPOLL="1") == ["True", "50"]
 
 
 def test_a_single_threaded_ring_echoes_and_refuses_waits_from_other_threads() -> None:
@@ -293,18 +289,7 @@ def test_a_single_threaded_ring_echoes_and_refuses_waits_from_other_threads() ->
                 print(uring.ring_stats()["single_thread"], len(got), refused)
         """
     )
-    env = dict(os.environ, HORIZON_URING_SINGLE_THREAD="1")
-    env.pop("HORIZON_URING_SQPOLL", None)
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["True", "50", "[True]"]
+    assert _run_fresh(script, HORIZON_URING_SINGLE_THREAD="1") == ["True", "50", "[True]"]
 
 
 def test_a_gro_buffer_is_split_into_its_datagrams() -> None:
