@@ -2,6 +2,18 @@
 # drivers (included by native/linux/udp.pyx and native/windows/iocp.pyx). The including module
 # cimports PACKED_SIZE from native/sockaddr_codec.pxd.
 
+from horizon_drivers.native.slot_fields cimport slot_get, slot_offset
+
+from horizon_core.buffers import BufferPool as _BufferPool
+
+# Where a BufferPool keeps the arrays ``matches`` checks on every batch call (slot_fields.pxd).
+cdef Py_ssize_t _POOL_MEMORY = slot_offset(_BufferPool, "memory")
+cdef Py_ssize_t _POOL_LENGTHS = slot_offset(_BufferPool, "lengths")
+cdef Py_ssize_t _POOL_ORIGINAL = slot_offset(_BufferPool, "original_lengths")
+cdef Py_ssize_t _POOL_TRUNCATED = slot_offset(_BufferPool, "truncated")
+cdef Py_ssize_t _POOL_SEGMENTS = slot_offset(_BufferPool, "segment_sizes")
+cdef Py_ssize_t _POOL_ADDRESSES = slot_offset(_BufferPool, "addresses")
+
 cdef class _PoolView:
     """Raw pointers into one BufferPool's memory and metadata arrays.
 
@@ -58,10 +70,10 @@ cdef class _PoolView:
     cdef inline bint matches(self, object pool):
         return (
             pool is self.pool
-            and pool.memory is self.memory_src
-            and pool.lengths is self.lengths_src
-            and pool.original_lengths is self.original_src
-            and pool.truncated is self.truncated_src
-            and pool.segment_sizes is self.segments_src
-            and pool.addresses is self.addresses_src
+            and slot_get(pool, _BufferPool, _POOL_MEMORY, "memory") is self.memory_src
+            and slot_get(pool, _BufferPool, _POOL_LENGTHS, "lengths") is self.lengths_src
+            and slot_get(pool, _BufferPool, _POOL_ORIGINAL, "original_lengths") is self.original_src
+            and slot_get(pool, _BufferPool, _POOL_TRUNCATED, "truncated") is self.truncated_src
+            and slot_get(pool, _BufferPool, _POOL_SEGMENTS, "segment_sizes") is self.segments_src
+            and slot_get(pool, _BufferPool, _POOL_ADDRESSES, "addresses") is self.addresses_src
         )

@@ -33,7 +33,9 @@ from cpython cimport array
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from libc.string cimport memset
 
-from horizon_core.buffers import TRANSITIONS, Batch, SlotOp, SlotState
+from horizon_drivers.native.slot_fields cimport slot_get, slot_offset
+
+from horizon_core.buffers import TRANSITIONS, Batch, BufferPool, SlotOp, SlotState
 
 __all__ = ["begin", "commit"]
 
@@ -52,11 +54,21 @@ cdef unsigned char _FILLED = _rule(SlotOp.COMPLETE, SlotState(_POSTED))
 cdef unsigned char _CANCELLED = _rule(SlotOp.CANCEL, SlotState(_POSTED))
 
 
+# Where Batch and BufferPool keep the fields read on every call (slot_fields.pxd says why).
+cdef Py_ssize_t _ACTIVE = slot_offset(Batch, "_active")
+cdef Py_ssize_t _POOL = slot_offset(Batch, "pool")
+cdef Py_ssize_t _START = slot_offset(Batch, "start")
+cdef Py_ssize_t _CAPACITY = slot_offset(Batch, "capacity")
+cdef Py_ssize_t _ORDER = slot_offset(Batch, "order")
+cdef Py_ssize_t _STATES = slot_offset(BufferPool, "states")
+
+
 cdef inline unsigned char *_run(object batch, Py_ssize_t start, Py_ssize_t end) except? NULL:
     """The batch's run of state bytes, or NULL when the fast path does not apply."""
-    if type(batch) is not Batch or not batch._active or start < 0 or end < start:
+    if (type(batch) is not Batch or slot_get(batch, Batch, _ACTIVE, "_active") is not True
+            or start < 0 or end < start):
         return NULL
-    states = batch.pool.states
+    states = slot_get(slot_get(batch, Batch, _POOL, "pool"), BufferPool, _STATES, "states")
     if type(states) is not bytearray or PyByteArray_GET_SIZE(states) < end:
         return NULL
     return <unsigned char *>PyByteArray_AS_STRING(states) + start
@@ -72,10 +84,11 @@ cdef inline bint _all(const unsigned char *run, Py_ssize_t n, unsigned char valu
 
 cdef int begin_receive(object batch, Py_ssize_t *first, Py_ssize_t *count) except -1:
     """FREE -> POSTED over the whole run; ``first``/``count`` receive the run for recvmmsg."""
-    cdef Py_ssize_t start = batch.start
-    cdef Py_ssize_t capacity = batch.capacity
+    cdef Py_ssize_t start = slot_get(batch, Batch, _START, "start")
+    cdef Py_ssize_t capacity = slot_get(batch, Batch, _CAPACITY, "capacity")
     cdef unsigned char *run = _run(batch, start, start + capacity)
-    if run == NULL or len(batch.order) != 0 or not _all(run, capacity, _FREE):
+    if (run == NULL or len(slot_get(batch, Batch, _ORDER, "order")) != 0
+            or not _all(run, capacity, _FREE)):
         first_obj, count_obj = batch.begin_receive()  # the core's move, or its error
         first[0] = first_obj
         count[0] = count_obj
@@ -88,16 +101,17 @@ cdef int begin_receive(object batch, Py_ssize_t *first, Py_ssize_t *count) excep
 
 cdef int commit_receive(object batch, Py_ssize_t filled) except -1:
     """The first ``filled`` POSTED -> FILLED, the rest POSTED -> FREE; ``order`` lists them."""
-    cdef Py_ssize_t start = batch.start
-    cdef Py_ssize_t capacity = batch.capacity
+    cdef Py_ssize_t start = slot_get(batch, Batch, _START, "start")
+    cdef Py_ssize_t capacity = slot_get(batch, Batch, _CAPACITY, "capacity")
     cdef Py_ssize_t i
     cdef unsigned char *run = _run(batch, start, start + capacity)
     cdef array.array order
+    order_obj = slot_get(batch, Batch, _ORDER, "order")
     if (run == NULL or not 0 <= filled <= capacity or not _all(run, capacity, _POSTED)
-            or type(batch.order) is not array.array):
+            or type(order_obj) is not array.array):
         batch.commit_receive(filled)
         return 0
-    order = batch.order
+    order = order_obj
     if order.ob_descr.typecode != c'I' or len(order) != 0:
         batch.commit_receive(filled)
         return 0

@@ -126,6 +126,10 @@ cdef class Runtime:
     # entry while any duplicate of the descriptor lives, and it can report the dead token at any
     # later time, so from then on every event is checked against the slab.
     cdef bint _orphans
+    # token -> the last Event poll_once returned for it. An Event is an immutable value, so the
+    # same object serves every poll that reports the same readiness: building a NamedTuple costs
+    # more than the rest of a one-event poll_once. Entries leave with their registration.
+    cdef dict _event_cache
     cdef object _default_timeout
     cdef object _loop
     cdef readonly object config
@@ -153,6 +157,7 @@ cdef class Runtime:
         self._default_timeout = cfg.poll_timeout
         self._have_pwait2 = True
         self._slab = Slab()
+        self._event_cache = {}
         self._events = <epoll_event *>calloc(max_events, sizeof(epoll_event))
         if self._events == NULL:
             raise MemoryError("cannot allocate the epoll event array")
@@ -303,6 +308,7 @@ cdef class Runtime:
             else:
                 self._orphans = True
             self._slab.remove(token)
+            self._event_cache.pop(token, None)
         finally:
             self._leave()
 
@@ -353,6 +359,7 @@ cdef class Runtime:
                 self._polling = False
             events = []
             slab = self._slab
+            cache = self._event_cache
             check_live = self._orphans or self._removals != removals
             for i in range(n if n <= self._max_events else self._max_events):
                 data = self._events[i].data.u64
@@ -374,7 +381,15 @@ cdef class Runtime:
                     bits |= 8
                 if bits == 0:
                     continue
-                events.append(_tuple_new(Event, (token, _READINESS[bits])))
+                readiness = _READINESS[bits]
+                event = cache.get(token)
+                if event is None or (<tuple>event)[1] is not readiness:
+                    event = _tuple_new(Event, (token, readiness))
+                    if self._removals == removals:
+                        # Not while a deregistration runs in another thread: its entry could
+                        # outlive it (deregister bumps _removals before it drops the entry).
+                        cache[token] = event
+                events.append(event)
             return events
         finally:
             self._leave()
@@ -473,6 +488,7 @@ cdef class Runtime:
         self._closed = True
         self._removals += 1
         self._slab = Slab()
+        self._event_cache = {}
         if self._busy == 0:
             self._close_descriptors()
         else:

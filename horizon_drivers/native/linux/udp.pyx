@@ -89,6 +89,11 @@ cdef inline size_t _carve(size_t *end, size_t count, size_t size) noexcept nogil
 
 
 include "../pool_view.pxi"
+
+# Where a Batch keeps the fields the batch paths read on every call (slot_fields.pxd says why).
+cdef Py_ssize_t _BATCH_POOL = slot_offset(Batch, "pool")
+cdef Py_ssize_t _BATCH_ORDER = slot_offset(Batch, "order")
+cdef Py_ssize_t _BATCH_ACTIVE = slot_offset(Batch, "_active")
 include "udp_gso_plan.pxi"
 include "udp_recv_control.pxi"
 
@@ -430,7 +435,7 @@ cdef class UdpSocket(OwnedDescriptor):
         cdef bint want_control = self._want_drops or self._want_gro
         cdef int64_t drops = -1  # the SO_RXQ_OVFL counter on the last datagram, if any
 
-        pool = batch.pool
+        pool = slot_get(batch, Batch, _BATCH_POOL, "pool")
         view = self._recv_view
         if view is None or not view.matches(pool):
             view = _PoolView(pool)
@@ -523,7 +528,7 @@ cdef class UdpSocket(OwnedDescriptor):
             # A bool, a float or an int past Py_ssize_t: the core's check names the bounds.
             check_start(start, len(datagrams) if hasattr(datagrams, "__len__") else 0)
         is_batch = type(datagrams) is Batch or isinstance(datagrams, Batch)
-        if is_batch and datagrams._active is not True:
+        if is_batch and slot_get(datagrams, Batch, _BATCH_ACTIVE, "_active") is not True:
             datagrams._check_active()  # a freed batch is an error, as in recv_batch
         cdef int fd = self._enter("send on")
         try:
@@ -548,14 +553,14 @@ cdef class UdpSocket(OwnedDescriptor):
         cdef int rc
         cdef msghdr *hdr
 
-        pool = batch.pool
+        pool = slot_get(batch, Batch, _BATCH_POOL, "pool")
         view = self._send_view
         if view is None or not view.matches(pool):
             view = _PoolView(pool)
             self._send_view = view
         # A raw buffer, not a typed memoryview: acquiring one of those costs more than the
         # sendmmsg of a small batch. len(batch) is len(batch.order) by definition.
-        PyObject_GetBuffer(batch.order, &order_buf, PyBUF_FORMAT)
+        PyObject_GetBuffer(slot_get(batch, Batch, _BATCH_ORDER, "order"), &order_buf, PyBUF_FORMAT)
         try:
             if order_buf.itemsize != sizeof(unsigned int) or order_buf.format == NULL \
                     or order_buf.format[0] != b'I' or order_buf.format[1] != 0:

@@ -561,3 +561,28 @@ def test_blocking_waits_are_bounded_by_helpers() -> None:
         wait_readable(idle, timeout=0.01)
     assert WAIT > 0
     assert sys.platform.startswith("linux")
+
+
+def test_subclasses_of_batch_and_pool_move_datagrams_like_the_classes() -> None:
+    # recv_batch/send_batch read Batch and BufferPool fields straight from their slots only for
+    # the exact classes; subclasses go through getattr and must behave the same.
+    from horizon_core.buffers import Batch
+
+    class TaggedPool(BufferPool):
+        __slots__ = ("tag",)
+
+    class TaggedBatch(Batch):
+        __slots__ = ()
+
+    with UdpSocket.bind("127.0.0.1:0") as rx, UdpSocket.bind("127.0.0.1:0") as tx:
+        pool = TaggedPool(8, 64)
+        batch = pool.batch(8)
+        batch.__class__ = TaggedBatch
+        for i in range(3):
+            tx.send_to(bytes([i]) * (i + 1), rx.local_address)
+        wait_readable(rx)  # loopback queues each datagram before send_to returns
+        assert rx.recv_batch(batch) == 3
+        assert [bytes(batch.payload(i)) for i in range(3)] == [b"\x00", b"\x01\x01", b"\x02\x02\x02"]
+        assert rx.send_batch(batch) == 3
+        batch.release()
+        assert pool.state(0) is SlotState.FREE
