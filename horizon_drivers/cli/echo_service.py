@@ -78,6 +78,10 @@ _TCP_CHUNK = 65536
 _TCP_READS_PER_EVENT = 16
 _TCP_COPY_LIMIT = 4096
 _TCP_SPARES = 8
+# The anyio echo's read size: each read costs a scheduling point (anyio's checkpoint), so fewer,
+# larger reads. 8 streams on loopback: 64 KiB 1,556-1,687 MB/s, 256 KiB 1,964-2,302 (medians of
+# 4 interleaved rounds).
+_AIO_TCP_CHUNK = 262144
 # Connections one accept call may take (native ``accept_many``).
 _ACCEPT_BATCH = 64
 
@@ -552,12 +556,16 @@ def _serve_async(
 
     async def echo_tcp(stream: anyio.abc.SocketStream) -> None:
         totals["tcp_connections"] += 1
+        # receive_into one buffer per connection: no object allocated per read.
+        assert isinstance(stream, aio.HorizonSocketStream)
+        buffer = bytearray(_AIO_TCP_CHUNK)
+        view = memoryview(buffer)
         async with stream:
             try:
                 while True:
-                    chunk = await stream.receive(_TCP_CHUNK)
-                    await stream.send(chunk)
-                    totals["tcp_bytes"] += len(chunk)
+                    n = await stream.receive_into(buffer)
+                    await stream.send(view[:n])
+                    totals["tcp_bytes"] += n
             except (anyio.EndOfStream, anyio.BrokenResourceError):
                 pass
 
