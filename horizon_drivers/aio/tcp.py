@@ -22,6 +22,12 @@ Rules this module obeys:
 * :meth:`HorizonSocketStream.receive_into` reads into the caller's buffer (no allocation) with
   ``receive``'s semantics: ``EndOfStream`` at the end, never 0; ``ValueError`` for an empty
   buffer.
+* :meth:`HorizonSocketStream.receive_into_nowait` and :meth:`~HorizonSocketStream.send_nowait`
+  move what the kernel has or takes right now and raise ``anyio.WouldBlock`` otherwise, like
+  anyio's memory streams' ``*_nowait``. They are not checkpoints: anyio's own methods each cost
+  one trip through the event loop (a ``select(0)`` on asyncio), which a loop that drains a busy
+  socket need not pay per read; it awaits the waiting methods when the socket runs dry, and a
+  checkpoint now and then.
 
 Example::
 
@@ -58,6 +64,7 @@ from anyio import (
     ClosedResourceError,
     EndOfStream,
     ResourceGuard,
+    WouldBlock,
 )
 from anyio.abc import SocketListener, SocketStream
 from anyio.streams.stapled import MultiListener
@@ -209,6 +216,65 @@ class HorizonSocketStream(NonblockingSocket, SocketStream):
                 if memoryview(buffer).nbytes == 0:
                     raise ValueError("buffer must not be empty")
                 raise EndOfStream
+
+    def receive_into_nowait(self, buffer: WritableBuffer) -> int:
+        """What :meth:`receive_into` returns when bytes are waiting now; ``anyio.WouldBlock`` if not.
+
+        Not a checkpoint: no scheduling point, no cancellation check, no allocation. It is for
+        loops that move bytes while the kernel has them and await :meth:`receive_into` (which
+        waits, and is a checkpoint) only once the socket runs dry, as the event loops' own
+        protocol transports read. Such a loop must still await a checkpoint now and then, or a
+        stream that never runs dry starves every other task. ``EndOfStream`` after the peer's
+        half close; ``BusyResourceError`` while another task receives.
+
+        Example::
+
+            buffer = bytearray(262144)
+            try:
+                n = stream.receive_into_nowait(buffer)
+            except anyio.WouldBlock:
+                n = await stream.receive_into(buffer)
+        """
+        with self._receive_guard:
+            if self._closed:
+                raise ClosedResourceError
+            try:
+                count = self._sock.recv_into(buffer)
+            except BlockingIOError:
+                raise WouldBlock from None
+            except OSError as exc:
+                raise self._translate(exc) from exc
+            if count:
+                return count
+            if memoryview(buffer).nbytes == 0:
+                raise ValueError("buffer must not be empty")
+            raise EndOfStream
+
+    def send_nowait(self, item: bytes | bytearray | memoryview) -> int:
+        """Hand the kernel what it takes of ``item`` now; return how many bytes (at least 1).
+
+        ``anyio.WouldBlock`` when the send buffer is full (nothing was sent); 0 for an empty
+        ``item``. Not a checkpoint, like :meth:`receive_into_nowait`: send the rest with
+        :meth:`send`. ``BusyResourceError`` while another task sends.
+
+        Example::
+
+            try:
+                sent = stream.send_nowait(data)
+            except anyio.WouldBlock:
+                sent = 0
+            if sent < len(data):
+                await stream.send(memoryview(data)[sent:])
+        """
+        with self._send_guard:
+            if self._closed:
+                raise ClosedResourceError
+            try:
+                return self._sock.send(item)
+            except BlockingIOError:
+                raise WouldBlock from None
+            except OSError as exc:
+                raise self._translate(exc) from exc
 
     async def send(self, item: bytes) -> None:
         """Send all of ``item``, waiting whenever the kernel's send buffer is full.

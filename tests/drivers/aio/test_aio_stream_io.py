@@ -72,16 +72,31 @@ _SIZES = st.lists(st.integers(min_value=1, max_value=70_000), min_size=1, max_si
     receive_sizes=_SIZES,
     into=st.booleans(),
     as_memoryview=st.booleans(),
+    nowait=st.booleans(),
 )
 async def test_bytes_survive_any_chunking(
-    payload: bytes, send_sizes: list[int], receive_sizes: list[int], into: bool, as_memoryview: bool
+    payload: bytes,
+    send_sizes: list[int],
+    receive_sizes: list[int],
+    into: bool,
+    as_memoryview: bool,
+    nowait: bool,
 ) -> None:
     async with pair() as (client, server):
         received = bytearray()
 
         async def sender() -> None:
             for chunk in _chunks(payload, send_sizes):
-                await client.send(memoryview(chunk) if as_memoryview else chunk)  # type: ignore[arg-type]
+                item = memoryview(chunk) if as_memoryview else chunk
+                sent = 0
+                if nowait:
+                    try:
+                        sent = client.send_nowait(item)
+                    except anyio.WouldBlock:
+                        sent = 0
+                    assert 0 <= sent <= len(chunk)
+                if sent < len(chunk):
+                    await client.send(memoryview(chunk)[sent:])  # type: ignore[arg-type]
             await client.send_eof()
 
         with anyio.fail_after(TIMEOUT * 2):
@@ -93,7 +108,12 @@ async def test_bytes_survive_any_chunking(
                     try:
                         if into:
                             buffer = buffers[i % len(buffers)]
-                            n = await server.receive_into(buffer)
+                            try:
+                                if not nowait:
+                                    raise anyio.WouldBlock
+                                n = server.receive_into_nowait(buffer)
+                            except anyio.WouldBlock:
+                                n = await server.receive_into(buffer)
                             assert 1 <= n <= len(buffer)
                             received += buffer[:n]
                         else:
@@ -122,6 +142,94 @@ async def test_large_send_while_peer_reads_slowly() -> None:
                     if len(received) % 65536 < 4096:
                         await anyio.sleep(0)
         assert received == payload
+
+
+async def test_nowait_calls_move_what_is_there_or_raise_would_block() -> None:
+    async with pair() as (client, server):
+        buffer = bytearray(8)
+        with pytest.raises(anyio.WouldBlock):
+            server.receive_into_nowait(buffer)
+        assert client.send_nowait(b"") == 0
+        assert client.send_nowait(b"hello") == 5
+        await client.send_eof()
+        received = bytearray()
+        with anyio.fail_after(TIMEOUT):
+            while True:
+                try:
+                    n = server.receive_into_nowait(buffer)
+                except anyio.WouldBlock:
+                    await anyio.wait_readable(server.extra(SocketAttribute.raw_socket))
+                    continue
+                except anyio.EndOfStream:
+                    break
+                assert 1 <= n <= len(buffer)
+                received += buffer[:n]
+        assert received == b"hello"
+
+
+async def test_receive_into_nowait_refuses_an_empty_buffer() -> None:
+    async with pair() as (client, server):
+        await client.send(b"x")
+        with anyio.fail_after(TIMEOUT):
+            await anyio.wait_readable(server.extra(SocketAttribute.raw_socket))
+        with pytest.raises(ValueError, match="must not be empty"):
+            server.receive_into_nowait(bytearray(0))
+
+
+async def test_nowait_calls_are_not_checkpoints_and_respect_the_guards() -> None:
+    async with pair() as (client, server):
+        await client.send(b"abc")
+        with anyio.fail_after(TIMEOUT):
+            await anyio.wait_readable(server.extra(SocketAttribute.raw_socket))
+        buffer = bytearray(8)
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            # Inside a cancelled scope: a checkpoint would raise; these move the bytes.
+            n = server.receive_into_nowait(buffer)
+            assert server.send_nowait(b"d") == 1
+        assert scope.cancelled_caught is False
+        assert buffer[:n] == b"abc"[:n]
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(server.receive)
+            await anyio.wait_all_tasks_blocked()
+            with pytest.raises(anyio.BusyResourceError):
+                server.receive_into_nowait(buffer)
+            group.cancel_scope.cancel()
+
+
+async def test_send_nowait_raises_would_block_when_the_buffer_is_full() -> None:
+    async with pair() as (client, server):
+        raw = client.extra(SocketAttribute.raw_socket)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        server.extra(SocketAttribute.raw_socket).setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        chunk = bytes(65536)
+        total = 0
+        for _ in range(10_000):  # the peer does not read: the kernel's buffers fill up
+            try:
+                sent = client.send_nowait(chunk)
+            except anyio.WouldBlock:
+                break
+            assert 1 <= sent <= len(chunk)
+            total += sent
+        else:
+            pytest.fail("the send buffer never filled")
+        assert total > 0
+        received = 0
+        buffer = bytearray(65536)
+        with anyio.fail_after(TIMEOUT):
+            while received < total:
+                received += await server.receive_into(buffer)
+        assert received == total  # WouldBlock sent nothing
+
+
+async def test_nowait_after_close_raises_closed_resource_error() -> None:
+    async with pair() as (_client, server):
+        await server.aclose()
+        with pytest.raises(anyio.ClosedResourceError):
+            server.receive_into_nowait(bytearray(4))
+        with pytest.raises(anyio.ClosedResourceError):
+            server.send_nowait(b"x")
 
 
 async def test_receive_into_memoryview_and_array() -> None:
