@@ -15,7 +15,9 @@ Rules this module obeys:
   the loop between waits: no ``epoll_ctl`` per wait; on trio ``trio.lowlevel``'s waits); a
   listener and a connect through :func:`anyio.wait_readable` / :func:`anyio.wait_writable`. Each
   call checkpoints first and never awaits after taking bytes or a connection from the kernel, so
-  a cancelled receive or accept has taken nothing (:mod:`horizon_drivers.aio.checkpoints`).
+  a cancelled receive or accept has taken nothing (:mod:`horizon_drivers.aio.checkpoints`). A
+  receive right after a nowait read found nothing takes its checkpoint as the wait for
+  readability (the read would only block).
 * The factories are anyio's (:func:`anyio.connect_tcp`, :func:`anyio.create_tcp_listener`):
   same parameters, order, defaults, happy-eyeballs order, listeners and error shapes; the config
   is keyword-only and combines with anyio's defaults as :mod:`horizon_drivers.aio.defaults` says.
@@ -51,6 +53,7 @@ Example::
 from __future__ import annotations
 
 import errno
+import math
 import os
 import socket
 import ssl
@@ -136,6 +139,10 @@ class HorizonSocketStream(NonblockingSocket, SocketStream):
     def __init__(self, sock: socket.socket, report: OptionReport, config: NetConfig) -> None:
         super().__init__(sock, report, config)
         self._receive_guard = ResourceGuard("reading from")
+        # Set when receive_into_nowait found nothing: the next waiting receive then waits for
+        # readability first (that wait is its checkpoint) instead of taking a checkpoint and
+        # repeating a read that would block.
+        self._drained = False
         self._send_guard = ResourceGuard("writing to")
         self._readiness: Readiness = readiness_for_running_loop(sock)
 
@@ -153,6 +160,21 @@ class HorizonSocketStream(NonblockingSocket, SocketStream):
             raise ClosedResourceError
         return SocketAddress.from_sockaddr(self._sock.getpeername())
 
+    async def _first_wait(self) -> None:
+        """A receive's one checkpoint, before it reads: a wait for readability right after a
+        nowait read found nothing, a plain checkpoint otherwise. Either way nothing has been
+        read yet, so a cancellation here loses nothing."""
+        if self._drained:
+            self._drained = False
+            # anyio delivers a task's cancellation of its own scope at its next checkpoint, but
+            # never to a task whose awaited future is already done: a wait that a readable socket
+            # completes in the same loop pass (uvloop) would read instead of raising. A cancelled
+            # scope shows as a deadline of -inf; then take the plain checkpoint, which raises.
+            if anyio.current_effective_deadline() != -math.inf:
+                await self._readiness.wait_readable()
+                return
+        await self._checkpoint()
+
     async def receive(self, max_bytes: int = 65536) -> bytes:
         """Wait for bytes and return up to ``max_bytes``; EndOfStream after the peer's half close.
 
@@ -166,7 +188,7 @@ class HorizonSocketStream(NonblockingSocket, SocketStream):
         if max_bytes < 1:
             raise ValueError("max_bytes must be a positive integer")
         with self._receive_guard:
-            await self._checkpoint()
+            await self._first_wait()
             recv = self._sock.recv
             while True:
                 if self._closed:
@@ -198,7 +220,7 @@ class HorizonSocketStream(NonblockingSocket, SocketStream):
             await stream.send(memoryview(buffer)[:n])
         """
         with self._receive_guard:
-            await self._checkpoint()
+            await self._first_wait()
             recv_into = self._sock.recv_into
             while True:
                 if self._closed:
@@ -241,6 +263,7 @@ class HorizonSocketStream(NonblockingSocket, SocketStream):
             try:
                 count = self._sock.recv_into(buffer)
             except BlockingIOError:
+                self._drained = True
                 raise WouldBlock from None
             except OSError as exc:
                 raise self._translate(exc) from exc

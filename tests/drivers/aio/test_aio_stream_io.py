@@ -198,6 +198,31 @@ async def test_nowait_calls_are_not_checkpoints_and_respect_the_guards() -> None
             group.cancel_scope.cancel()
 
 
+async def test_a_receive_after_a_dry_nowait_read_waits_and_is_still_a_checkpoint() -> None:
+    async with pair() as (client, server):
+        buffer = bytearray(8)
+        with pytest.raises(anyio.WouldBlock):
+            server.receive_into_nowait(buffer)
+        await client.send(b"x")
+        with anyio.fail_after(TIMEOUT):
+            await anyio.wait_readable(server.extra(SocketAttribute.raw_socket))
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await server.receive_into(buffer)  # cancelled at its first await: nothing read
+        assert scope.cancelled_caught
+        with anyio.fail_after(TIMEOUT):
+            assert await server.receive_into(buffer) == 1
+        assert buffer[:1] == b"x"
+
+        with pytest.raises(anyio.WouldBlock):
+            server.receive_into_nowait(buffer)
+        async with anyio.create_task_group() as group:
+            group.start_soon(client.send, b"late")
+            with anyio.fail_after(TIMEOUT):
+                n = await server.receive_into(buffer)  # waits for the bytes to arrive
+        assert bytes(buffer[:n]) == b"late"[:n]
+
+
 async def test_send_nowait_raises_would_block_when_the_buffer_is_full() -> None:
     async with pair() as (client, server):
         raw = client.extra(SocketAttribute.raw_socket)
