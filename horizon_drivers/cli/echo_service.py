@@ -74,7 +74,10 @@ _UDP_SLOT = 65536
 # TCP: the shared read buffer, how many reads one readiness event may make, the largest backlog
 # copied out of the shared buffer rather than taking the buffer over, and how many spare buffers
 # are kept for the next backlog.
-_TCP_CHUNK = 65536
+# 256 KiB, as the C reference server and uvloop read: with 8 loopback streams, fewer syscalls per
+# byte (medians of 5 interleaved rounds: 64 KiB 2,485 MB/s, 256 KiB 3,662 MB/s; pipelined 64-byte
+# messages are the same either way, 3.50M vs 3.28M msg/s within the rounds' spread).
+_TCP_CHUNK = 262144
 _TCP_READS_PER_EVENT = 16
 _TCP_COPY_LIMIT = 4096
 _TCP_SPARES = 8
