@@ -31,6 +31,7 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, 
 from cpython.bytearray cimport PyByteArray_AS_STRING
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.pythread cimport PyThread_get_thread_ident
+from cpython.ref cimport PyObject
 from cpython cimport array
 from libc.errno cimport (
     errno, EINTR, EAGAIN, EBUSY, ETIME, EINVAL, ENOBUFS, EBADF, ENOTSOCK, EOPNOTSUPP, ENOSYS, EPERM,
@@ -106,6 +107,10 @@ cdef extern from "<sys/socket.h>":
 
 cdef extern from *:
     int __builtin_clzll(unsigned long long) nogil
+
+
+cdef extern from "Python.h":
+    void Py_SET_SIZE(object, Py_ssize_t)
 
 
 cdef inline int _bucket(uint64_t n) noexcept nogil:
