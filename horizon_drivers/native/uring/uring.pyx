@@ -28,8 +28,10 @@ Rules this module obeys:
 """
 
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
-from cpython.bytearray cimport PyByteArray_AS_STRING
-from cpython.exc cimport PyErr_CheckSignals
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
+from cpython.exc cimport PyErr_CheckSignals, PyErr_Clear
+from cpython.long cimport PyLong_AsSsize_t
+from cpython.object cimport Py_SIZE
 from cpython.pythread cimport PyThread_get_thread_ident
 from cpython.ref cimport PyObject
 from cpython cimport array
@@ -123,6 +125,7 @@ include "../pool_view.pxi"
 include "../linux/udp_recv_control.pxi"
 include "ring.pxi"
 include "buffer_ring.pxi"
+include "batch_fast.pxi"
 include "udp.pxi"
 include "tcp_stream.pxi"
 include "tcp.pxi"
