@@ -33,7 +33,8 @@ from cpython.exc cimport PyErr_CheckSignals, PyErr_Clear
 from cpython.long cimport PyLong_AsSsize_t
 from cpython.object cimport Py_SIZE
 from cpython.pythread cimport PyThread_get_thread_ident
-from cpython.ref cimport PyObject
+from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
+from cpython.tuple cimport PyTuple_SET_ITEM
 from cpython cimport array
 from libc.errno cimport (
     errno, EINTR, EAGAIN, EBUSY, ETIME, EINVAL, ENOBUFS, EBADF, ENOTSOCK, EOPNOTSUPP, ENOSYS, EPERM,
