@@ -18,6 +18,12 @@ cdef extern from "Python.h":
     ctypedef struct PyMemberDescrObject:
         PyMemberDef *d_member
 
+cdef extern from *:
+    # Cython's own declaration of array.array's instance struct (cpython/array.pxd), whose
+    # buffer-export count it leaves out: an order array someone holds a buffer of is not resized.
+    ctypedef struct _ArrayExports "struct arrayobject":
+        int ob_exports
+
 cdef enum:
     _T_OBJECT_EX = 16
 
@@ -97,7 +103,8 @@ cdef unsigned char *_free_run(object batch, object pool, Py_ssize_t *start,
             or type(<object>states_o) is not bytearray
             or type(<object>order_o) is not array.array):
         return NULL
-    if (<array.array>order_o).ob_descr.typecode != c'I' or Py_SIZE(<object>order_o) != 0:
+    if ((<array.array>order_o).ob_descr.typecode != c'I' or Py_SIZE(<object>order_o) != 0
+            or (<_ArrayExports *>order_o).ob_exports != 0):
         return NULL
     first = PyLong_AsSsize_t(<object>start_o)
     count = PyLong_AsSsize_t(<object>capacity_o)

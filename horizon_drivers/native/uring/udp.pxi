@@ -340,6 +340,7 @@ cdef class UdpSocket:
     """
 
     cdef object _tx
+    cdef object _tx_send_batch        # _tx.send_batch, bound once
     cdef _UdpRx _rx
     cdef bint _closed
     cdef bint _busy
@@ -360,6 +361,7 @@ cdef class UdpSocket:
             value = 0
         self._rx = _UdpRx(_hub(), fd, ring_slots, ring_payload, value != 0)
         self._tx = tx
+        self._tx_send_batch = tx.send_batch
 
     def __dealloc__(self):
         if self._rx is not None and not self._closed:
@@ -560,7 +562,7 @@ cdef class UdpSocket:
 
     def send_batch(self, datagrams, start=0):
         """Send datagrams ``start..`` in one sendmmsg (GSO runs); return how many went."""
-        return self._tx.send_batch(datagrams, start)
+        return self._tx_send_batch(datagrams, start)
 
     def send_to(self, data, address):
         """Send one datagram to ``address``; return its length."""
