@@ -144,7 +144,10 @@ cdef class _UdpRx(_Receiver):
         view.original_lengths[slot] = true_length
         view.truncated[slot] = 1 if true_length > stored else 0
         view.segment_sizes[slot] = segment
-        self.fifo[(self.fifo_head + self.fifo_len) % self.slots.slots] = slot
+        cdef unsigned int at = self.fifo_head + self.fifo_len
+        if at >= self.slots.slots:
+            at -= self.slots.slots    # (head < slots and len < slots: one wrap at most)
+        self.fifo[at] = slot
         self.fifo_len += 1
 
     cdef bint readable(self):
@@ -232,7 +235,9 @@ cdef class _UdpRx(_Receiver):
                 self.head_offset = offset + piece
                 continue
             self.head_offset = 0
-            self.fifo_head = (self.fifo_head + 1) % self.slots.slots
+            self.fifo_head += 1
+            if self.fifo_head == self.slots.slots:
+                self.fifo_head = 0
             self.fifo_len -= 1
             self.slots.release(slot)
             self.slots.post(slot)
@@ -270,7 +275,9 @@ cdef class _UdpRx(_Receiver):
                 self.head_offset = offset + piece
             else:
                 self.head_offset = 0
-                self.fifo_head = (self.fifo_head + 1) % self.slots.slots
+                self.fifo_head += 1
+                if self.fifo_head == self.slots.slots:
+                    self.fifo_head = 0
                 self.fifo_len -= 1
                 self.recycle(slot)
                 self.slots.publish()
