@@ -48,6 +48,7 @@ cdef class _SlotRing:
     cdef unsigned char *states
     cdef list batches                 # one Batch(1) per slot: its order array lists it when FILLED
     cdef list orders
+    cdef PyObject **order_ptrs        # the orders' arrays, borrowed (``orders`` keeps them alive)
     cdef hz_uring_buf *bufs
     cdef uint32_t entries, mask
     cdef uint16_t tail
@@ -70,6 +71,16 @@ cdef class _SlotRing:
         self.batches = [self.pool.batch(1) for _ in range(slots)]
         self.orders = [b.order for b in self.batches]
         self.slots = slots
+        self.order_ptrs = <PyObject **>calloc(slots, sizeof(PyObject *))
+        if self.order_ptrs == NULL:
+            raise MemoryError("cannot allocate the slot ring's order table")
+        for slot in range(slots):
+            # Room for the one entry a FILLED slot lists, allocated once: filling and releasing
+            # then only set the array's length (no allocation per datagram).
+            order = self.orders[slot]
+            array.resize(order, 1)
+            Py_SET_SIZE(order, 0)
+            self.order_ptrs[slot] = <PyObject *>order
         while entries < slots:
             entries <<= 1
         if posix_memalign(&mem, 4096, entries * sizeof(hz_uring_buf)) != 0:
@@ -83,6 +94,8 @@ cdef class _SlotRing:
         # Only reached once unregistered (the receiver keeps us alive while the kernel may write).
         free(self.bufs)
         self.bufs = NULL
+        free(self.order_ptrs)
+        self.order_ptrs = NULL
         if self.gid >= 0:
             _groups_in_use.discard(self.gid)
 
@@ -128,20 +141,18 @@ cdef class _SlotRing:
     cdef inline void publish(self) noexcept:
         hz_store_release16(&self.bufs[0].resv, self.tail)
 
-    cdef int fill(self, unsigned int slot) except -1:
+    cdef inline void fill(self, unsigned int slot) noexcept:
         """POSTED -> FILLED: the kernel wrote the slot; its one-slot batch now lists it."""
-        cdef array.array order = self.orders[slot]
-        array.resize(order, 1)
+        cdef array.array order = <array.array>self.order_ptrs[slot]
         order.data.as_uints[0] = slot
+        Py_SET_SIZE(order, 1)
         self.states[slot] = _FILLED
         self.posted -= 1
-        return 0
 
-    cdef int release(self, unsigned int slot) except -1:
+    cdef inline void release(self, unsigned int slot) noexcept:
         """FILLED -> FREE: the datagram was copied out."""
-        array.resize(<array.array>self.orders[slot], 0)
+        Py_SET_SIZE(<object>self.order_ptrs[slot], 0)
         self.states[slot] = _FREE
-        return 0
 
     cdef int cancel_all(self) except -1:
         """Every POSTED and FILLED slot back to FREE (the kernel no longer owns any)."""

@@ -62,6 +62,11 @@ cdef class _Ring:
     cdef unsigned long owner_thread
     cdef dict owners
     cdef uint64_t next_key
+    # The owner of the last key dispatched: a multishot request posts a run of completions with
+    # one key, which then costs no dict lookup (forgotten with the key in ``drop_key``).
+    cdef uint64_t hot_key
+    cdef _Completer hot_owner
+    cdef uint32_t dispatch_next
     # counters shown by ring_stats()
     cdef readonly uint64_t submitted, completions, enters, overflow_flushes, taskrun_flushes
     cdef readonly uint64_t stale_completions
@@ -174,6 +179,9 @@ cdef class _Ring:
     cdef void drop_key(self, uint64_t key) noexcept:
         """Forget ``key``: a completion still on its way for it is counted stale and ignored."""
         if key != KEY_IGNORED:
+            if key == self.hot_key:
+                self.hot_key = KEY_IGNORED
+                self.hot_owner = None
             try:
                 self.owners.pop(key, None)
             except BaseException:
@@ -283,7 +291,6 @@ cdef class _Ring:
         cdef uint32_t head, tail, n, i
         cdef int total = 0, rounds = 0
         cdef uint32_t sqf
-        cdef _Completer owner
         if self.reaping or self.fd < 0:
             return 0
         self.reaping = True
@@ -300,15 +307,14 @@ cdef class _Ring:
                     got[i] = self.cqes[(head + i) & self.cq_mask]
                 if n:
                     hz_store_release(self.cq_head, head + n)
-                for i in range(n):
-                    obj = self.owners.get(got[i].user_data) if got[i].user_data else None
-                    if obj is None:
-                        self.stale_completions += 1
-                        continue
-                    owner = <_Completer>obj
+                i = 0
+                while i < n:
+                    # One try around the run: a failing handler ends it, the rest go on after it.
                     try:
-                        owner._on_cqe(got[i].res, got[i].flags, got[i].user_data)
+                        self._dispatch(got, i, n)
+                        i = n
                     except BaseException as exc:  # dispatch every completion, then report
+                        i = self.dispatch_next
                         if failure is None:
                             failure = exc
                 total += n
@@ -332,6 +338,33 @@ cdef class _Ring:
         if failure is not None:
             raise failure
         return total
+
+    cdef int _dispatch(self, hz_uring_cqe *got, uint32_t i, uint32_t n) except -1:
+        """Hand completions ``i..n-1`` to their owners. If a handler raises, ``dispatch_next``
+        is the index after the failing completion: the caller resumes there."""
+        cdef _Completer owner
+        cdef uint64_t key
+        while i < n:
+            key = got[i].user_data
+            if key == KEY_IGNORED:
+                self.stale_completions += 1
+                i += 1
+                continue
+            if key == self.hot_key:
+                owner = self.hot_owner
+            else:
+                obj = self.owners.get(key)
+                if obj is None:
+                    self.stale_completions += 1
+                    i += 1
+                    continue
+                owner = <_Completer>obj
+                self.hot_key = key
+                self.hot_owner = owner
+            self.dispatch_next = i + 1
+            owner._on_cqe(got[i].res, got[i].flags, key)
+            i += 1
+        return 0
 
     cdef int cancel(self, uint64_t key) except -1:
         """Ask the kernel to cancel the request ``key`` (its final completion still comes)."""

@@ -31,6 +31,39 @@ _READINESS = tuple(Readiness(bits) for bits in range(16))
 _tuple_new = tuple.__new__
 
 
+cdef extern from "Python.h":
+    ctypedef PyObject *(*_allocfunc)(_TypeAlloc *, Py_ssize_t)
+    ctypedef struct _TypeAlloc "PyTypeObject":
+        _allocfunc tp_alloc
+
+
+# Event is a NamedTuple: a tuple subclass without instance fields. ``tuple.__new__(Event, pair)``
+# allocates through Event's tp_alloc and copies the pair in; _event does that directly, without
+# the Python call and the argument tuple (checked once here; anything else keeps the call).
+cdef bint _EVENT_DIRECT = (
+    Event.__bases__ == (tuple,) and Event.__basicsize__ == tuple.__basicsize__
+    and Event.__itemsize__ == tuple.__itemsize__
+)
+
+
+cdef object _event(object token, int bits):
+    """``Event(token, _READINESS[bits])``, as ``tuple.__new__(Event, ...)`` makes it."""
+    cdef object readiness = (<tuple>_READINESS)[bits & 15]
+    cdef PyObject *made
+    if not _EVENT_DIRECT:
+        return _tuple_new(Event, (token, readiness))
+    made = (<_TypeAlloc *><PyObject *>Event).tp_alloc(<_TypeAlloc *><PyObject *>Event, 2)
+    if made == NULL:
+        raise MemoryError()
+    event = <object>made
+    Py_DECREF(event)            # the reference tp_alloc returned is now ``event``'s
+    Py_INCREF(token)
+    PyTuple_SET_ITEM(event, 0, token)
+    Py_INCREF(readiness)
+    PyTuple_SET_ITEM(event, 1, readiness)
+    return event
+
+
 cdef class _Waker(_Completer):
     """An eventfd watched by a multishot poll: a write from any thread ends the runtime's wait
     without touching the ring (a single-threaded ring refuses other threads)."""
@@ -328,7 +361,7 @@ cdef class Runtime:
             bits = watch.fired
             watch.fired = 0
             if bits and watch.live:
-                events.append(_tuple_new(Event, (watch.token, _READINESS[bits & 15])))
+                events.append(_event(watch.token, bits))
         return events
 
     cdef int _arm_all(self) except -1:

@@ -37,6 +37,7 @@ cdef class _UdpRx(_Receiver):
     cdef unsigned int fifo_head, fifo_len, head_offset
     cdef uint64_t key                  # the multishot recvmsg in flight (0: none)
     cdef bint want_control, finished
+    cdef bint recycled                 # take emptied slots not yet published to the ring
     cdef uint64_t datagrams, nbytes, truncated, calls, would_block, errors
     cdef readonly uint64_t enobufs, arms, cancelled
     cdef uint64_t hist[BUCKETS]
@@ -143,7 +144,10 @@ cdef class _UdpRx(_Receiver):
         view.original_lengths[slot] = true_length
         view.truncated[slot] = 1 if true_length > stored else 0
         view.segment_sizes[slot] = segment
-        self.fifo[(self.fifo_head + self.fifo_len) % self.slots.slots] = slot
+        cdef unsigned int at = self.fifo_head + self.fifo_len
+        if at >= self.slots.slots:
+            at -= self.slots.slots    # (head < slots and len < slots: one wrap at most)
+        self.fifo[at] = slot
         self.fifo_len += 1
 
     cdef bint readable(self):
@@ -170,60 +174,77 @@ cdef class _UdpRx(_Receiver):
         self.would_block += 1
         raise BlockingIOError(EAGAIN, "no datagram is waiting")
 
-    cdef Py_ssize_t take(self, object batch, _PoolView view) except -1:
+    cdef Py_ssize_t take(self, object batch, object pool, _PoolView view) except -1:
         """Move queued datagrams into ``batch`` (a GRO buffer becomes one slot per segment)."""
-        cdef _PoolView ring = self.slots.view
-        cdef Py_ssize_t first = 0, count = 0, i = 0, dst
-        cdef unsigned int slot, stored, piece, original, segment, copy
-        cdef unsigned int offset
-        cdef uint64_t nbytes = 0, ntrunc = 0
-        cdef bint recycled = False
-        begin_receive(batch, &first, &count)
-        try:
-            while i < count and self.fifo_len > 0:
-                slot = self.fifo[self.fifo_head]
-                stored = ring.lengths[slot]
-                segment = ring.segment_sizes[slot]
-                offset = self.head_offset
-                if segment > 0 and stored > segment:
-                    piece = stored - offset if stored - offset < segment else segment
-                    original = piece
-                else:
-                    piece = stored
-                    original = ring.original_lengths[slot]
-                dst = first + i
-                copy = piece if piece <= <unsigned int>view.slot_size else <unsigned int>view.slot_size
-                memcpy(view.memory + dst * view.slot_size,
-                       ring.memory + slot * ring.slot_size + PAYLOAD_OFFSET + offset, copy)
-                view.lengths[dst] = copy
-                view.original_lengths[dst] = original
-                view.truncated[dst] = 1 if original > copy else 0
-                view.segment_sizes[dst] = 0
-                memcpy(view.addresses + dst * PACKED_SIZE, ring.addresses + slot * PACKED_SIZE,
-                       PACKED_SIZE)
-                if original > copy:
-                    ntrunc += 1
-                nbytes += copy
-                i += 1
-                if offset + piece < stored:
-                    self.head_offset = offset + piece
-                    continue
-                self.head_offset = 0
-                self.fifo_head = (self.fifo_head + 1) % self.slots.slots
-                self.fifo_len -= 1
-                self.recycle(slot)
-                recycled = True
-        finally:
-            commit_receive(batch, i)
-            if recycled:
-                self.slots.publish()
-                self.arm()
-        self.datagrams += i
-        self.nbytes += nbytes
-        self.truncated += ntrunc
+        cdef Py_ssize_t first = 0, count = 0, i = 0
+        cdef unsigned char *run = _free_run(batch, pool, &first, &count)
+        if run != NULL:
+            # The core's begin_receive + commit_receive moves, made directly on the checked run.
+            _order_room(batch, count)
+            i = self._copy_out(view, first, count)
+            _fill_run(batch, run, first, count, i)
+        else:
+            begin_receive(batch, &first, &count)  # the core's move, or its precise error
+            try:
+                i = self._copy_out(view, first, count)
+            finally:
+                commit_receive(batch, i)
+        if self.recycled:
+            self.recycled = False
+            self.slots.publish()
+            self.arm()
         self.calls += 1
         if i:
             self.hist[_bucket(i)] += 1
+        return i
+
+    cdef Py_ssize_t _copy_out(self, _PoolView view, Py_ssize_t first, Py_ssize_t count) noexcept:
+        """Copy up to ``count`` queued datagrams into slots ``first..`` of ``view``; return how
+        many. Slots emptied go back to the ring (published by the caller)."""
+        cdef _PoolView ring = self.slots.view
+        cdef Py_ssize_t i = 0, dst
+        cdef unsigned int slot, stored, piece, original, segment, copy
+        cdef unsigned int offset
+        cdef uint64_t nbytes = 0, ntrunc = 0
+        while i < count and self.fifo_len > 0:
+            slot = self.fifo[self.fifo_head]
+            stored = ring.lengths[slot]
+            segment = ring.segment_sizes[slot]
+            offset = self.head_offset
+            if segment > 0 and stored > segment:
+                piece = stored - offset if stored - offset < segment else segment
+                original = piece
+            else:
+                piece = stored
+                original = ring.original_lengths[slot]
+            dst = first + i
+            copy = piece if piece <= <unsigned int>view.slot_size else <unsigned int>view.slot_size
+            memcpy(view.memory + dst * view.slot_size,
+                   ring.memory + slot * ring.slot_size + PAYLOAD_OFFSET + offset, copy)
+            view.lengths[dst] = copy
+            view.original_lengths[dst] = original
+            view.truncated[dst] = 1 if original > copy else 0
+            view.segment_sizes[dst] = 0
+            memcpy(view.addresses + dst * PACKED_SIZE, ring.addresses + slot * PACKED_SIZE,
+                   PACKED_SIZE)
+            if original > copy:
+                ntrunc += 1
+            nbytes += copy
+            i += 1
+            if offset + piece < stored:
+                self.head_offset = offset + piece
+                continue
+            self.head_offset = 0
+            self.fifo_head += 1
+            if self.fifo_head == self.slots.slots:
+                self.fifo_head = 0
+            self.fifo_len -= 1
+            self.slots.release(slot)
+            self.slots.post(slot)
+            self.recycled = True
+        self.datagrams += i
+        self.nbytes += nbytes
+        self.truncated += ntrunc
         return i
 
     cdef Py_ssize_t take_one(self, object buffer, unsigned char *packed) except -1:
@@ -254,7 +275,9 @@ cdef class _UdpRx(_Receiver):
                 self.head_offset = offset + piece
             else:
                 self.head_offset = 0
-                self.fifo_head = (self.fifo_head + 1) % self.slots.slots
+                self.fifo_head += 1
+                if self.fifo_head == self.slots.slots:
+                    self.fifo_head = 0
                 self.fifo_len -= 1
                 self.recycle(slot)
                 self.slots.publish()
@@ -324,6 +347,7 @@ cdef class UdpSocket:
     """
 
     cdef object _tx
+    cdef object _tx_send_batch        # _tx.send_batch, bound once
     cdef _UdpRx _rx
     cdef bint _closed
     cdef bint _busy
@@ -344,6 +368,7 @@ cdef class UdpSocket:
             value = 0
         self._rx = _UdpRx(_hub(), fd, ring_slots, ring_payload, value != 0)
         self._tx = tx
+        self._tx_send_batch = tx.send_batch
 
     def __dealloc__(self):
         if self._rx is not None and not self._closed:
@@ -493,11 +518,16 @@ cdef class UdpSocket:
         """
         cdef _PoolView view
         cdef _UdpRx rx = self._rx
-        if type(batch) is not Batch:
+        cdef PyObject *member = NULL
+        cdef bint exact = _SLOTS_KNOWN and type(batch) is Batch
+        if not exact:
             check_batch(batch)
         self._check("receive on")
-        if batch._active is not True:
-            batch._check_active()  # a freed batch is an error, as in the epoll driver
+        if exact:
+            member = _member(batch, _B_ACTIVE)
+        if member == NULL or member != <PyObject *>_TRUE:
+            if batch._active is not True:
+                batch._check_active()  # a freed batch is an error, as in the epoll driver
         cdef Py_ssize_t first = 0, count = 0
         rx.refresh()
         if rx.fifo_len == 0:
@@ -505,14 +535,16 @@ cdef class UdpSocket:
             begin_receive(batch, &first, &count)
             commit_receive(batch, 0)
             return rx.nothing_queued()
+        member = _member(batch, _B_POOL) if exact else NULL
+        pool = <object>member if member != NULL else batch.pool
         view = self._user_view
-        pool = batch.pool
-        if view is None or not view.matches(pool):
+        if view is None or not (_view_matches(view, pool) if _SLOTS_KNOWN and type(pool) is BufferPool
+                                else view.matches(pool)):
             view = _PoolView(pool)
             self._user_view = view
         self._busy = True
         try:
-            return rx.take(batch, view)
+            return rx.take(batch, pool, view)
         finally:
             self._busy = False
 
@@ -537,7 +569,7 @@ cdef class UdpSocket:
 
     def send_batch(self, datagrams, start=0):
         """Send datagrams ``start..`` in one sendmmsg (GSO runs); return how many went."""
-        return self._tx.send_batch(datagrams, start)
+        return self._tx_send_batch(datagrams, start)
 
     def send_to(self, data, address):
         """Send one datagram to ``address``; return its length."""

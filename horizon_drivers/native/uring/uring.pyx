@@ -28,9 +28,13 @@ Rules this module obeys:
 """
 
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
-from cpython.bytearray cimport PyByteArray_AS_STRING
-from cpython.exc cimport PyErr_CheckSignals
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
+from cpython.exc cimport PyErr_CheckSignals, PyErr_Clear
+from cpython.long cimport PyLong_AsSsize_t
+from cpython.object cimport Py_SIZE
 from cpython.pythread cimport PyThread_get_thread_ident
+from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
+from cpython.tuple cimport PyTuple_SET_ITEM
 from cpython cimport array
 from libc.errno cimport (
     errno, EINTR, EAGAIN, EBUSY, ETIME, EINVAL, ENOBUFS, EBADF, ENOTSOCK, EOPNOTSUPP, ENOSYS, EPERM,
@@ -108,6 +112,10 @@ cdef extern from *:
     int __builtin_clzll(unsigned long long) nogil
 
 
+cdef extern from "Python.h":
+    void Py_SET_SIZE(object, Py_ssize_t)
+
+
 cdef inline int _bucket(uint64_t n) noexcept nogil:
     """Histogram bucket of a batch of n >= 1 datagrams: floor(log2 n), capped."""
     cdef int b = 63 - __builtin_clzll(n)
@@ -118,6 +126,7 @@ include "../pool_view.pxi"
 include "../linux/udp_recv_control.pxi"
 include "ring.pxi"
 include "buffer_ring.pxi"
+include "batch_fast.pxi"
 include "udp.pxi"
 include "tcp_stream.pxi"
 include "tcp.pxi"
