@@ -58,7 +58,7 @@ import os
 import socket
 import ssl
 import sys
-from typing import Final, Literal, overload
+from typing import Final, Literal, NoReturn, overload
 
 import anyio
 import anyio.lowlevel
@@ -121,6 +121,14 @@ _ACCEPT_RETRY: Final = frozenset(
 
 #: Types whose len() is their size in bytes (anything else is measured through a memoryview).
 _BYTE_SIZED: Final = (bytes, bytearray)
+
+
+def _nothing_read(buffer: WritableBuffer) -> NoReturn:
+    """A read into ``buffer`` returned 0: the end of the stream, or a buffer with no room
+    (checked only then, so a read that got bytes pays nothing for it)."""
+    if memoryview(buffer).nbytes == 0:
+        raise ValueError("buffer must not be empty")
+    raise EndOfStream
 
 
 class HorizonSocketStream(NonblockingSocket, SocketStream):
@@ -232,12 +240,7 @@ class HorizonSocketStream(NonblockingSocket, SocketStream):
                     continue
                 except OSError as exc:
                     raise self._translate(exc) from exc
-                if count:
-                    return count
-                # 0: end of stream, or a buffer with no room (checked only here: no cost per read).
-                if memoryview(buffer).nbytes == 0:
-                    raise ValueError("buffer must not be empty")
-                raise EndOfStream
+                return count if count else _nothing_read(buffer)
 
     def receive_into_nowait(self, buffer: WritableBuffer) -> int:
         """What :meth:`receive_into` returns when bytes are waiting now; ``anyio.WouldBlock`` if not.
@@ -267,11 +270,7 @@ class HorizonSocketStream(NonblockingSocket, SocketStream):
                 raise WouldBlock from None
             except OSError as exc:
                 raise self._translate(exc) from exc
-            if count:
-                return count
-            if memoryview(buffer).nbytes == 0:
-                raise ValueError("buffer must not be empty")
-            raise EndOfStream
+            return count if count else _nothing_read(buffer)
 
     def send_nowait(self, item: bytes | bytearray | memoryview) -> int:
         """Hand the kernel what it takes of ``item`` now; return how many bytes (at least 1).

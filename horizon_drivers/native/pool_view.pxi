@@ -2,7 +2,7 @@
 # drivers (included by native/linux/udp.pyx and native/windows/iocp.pyx). The including module
 # cimports PACKED_SIZE from native/sockaddr_codec.pxd.
 
-from horizon_drivers.native.slot_fields cimport slot_get, slot_offset
+from horizon_drivers.native.slot_fields cimport slot_get, slot_offset, slot_ptr
 
 from horizon_core.buffers import BufferPool as _BufferPool
 

@@ -38,11 +38,17 @@ cdef inline Py_ssize_t slot_offset(type cls, str name) except -2:
     return member.offset
 
 
+cdef inline PyObject *slot_ptr(object obj, Py_ssize_t offset) noexcept:
+    """The slot at ``offset`` of ``obj`` (borrowed; NULL when unset). The caller has checked
+    that ``offset`` > 0 and that ``obj`` is exactly the class it was taken from."""
+    return (<PyObject **>((<char *><PyObject *>obj) + offset))[0]
+
+
 cdef inline object slot_get(object obj, type cls, Py_ssize_t offset, str name):
     """``obj.<name>``, read at ``offset`` when ``obj`` is exactly a ``cls`` and the slot is set."""
     cdef PyObject *value
     if offset > 0 and Py_TYPE(obj) is <PyTypeObject *>cls:
-        value = (<PyObject **>((<char *><PyObject *>obj) + offset))[0]
+        value = slot_ptr(obj, offset)
         if value is not NULL:
             return <object>value
     return getattr(obj, name)

@@ -1,22 +1,10 @@
 # Reading Batch and BufferPool attributes without a Python attribute lookup, for recv_batch's
 # per-call checks. Included by uring.pyx.
 #
-# Both classes keep their attributes in __slots__: each is a member descriptor naming a fixed
-# offset in the instance, where the value is (a reference, or NULL when unset). Reading that word
-# is what PyMember_GetOne does for a T_OBJECT_EX member, minus the lookup through the type (which
-# costs ~150 instructions per attribute; recv_batch read about twenty). The offsets are read from
-# the descriptors when this module loads, and only for the exact classes: a subclass, a member
-# that is not an object slot, or an unset one falls back to the ordinary lookups and the core's
-# own methods, which do the same moves or raise their precise errors.
-
-cdef extern from "structmember.h":
-    ctypedef struct PyMemberDef:
-        int type
-        Py_ssize_t offset
-
-cdef extern from "Python.h":
-    ctypedef struct PyMemberDescrObject:
-        PyMemberDef *d_member
+# The slots are read as native/slot_fields.pxd says (offsets taken when this module loads, used
+# for the exact classes only); recv_batch read about twenty attributes per call. A subclass, a
+# member that is not an object slot, or an unset one falls back to the ordinary lookups and the
+# core's own methods, which do the same moves or raise their precise errors.
 
 cdef extern from *:
     # Cython's own declaration of array.array's instance struct (cpython/array.pxd), whose
@@ -24,58 +12,17 @@ cdef extern from *:
     ctypedef struct _ArrayExports "struct arrayobject":
         int ob_exports
 
-cdef enum:
-    _T_OBJECT_EX = 16
 
-
-cdef Py_ssize_t _member_offset(type cls, str name) except -2:
-    """The instance offset of ``cls``'s object slot ``name``; -1 when it is not one."""
-    descr = cls.__dict__.get(name)
-    if descr is None or type(descr).__name__ != "member_descriptor":
-        return -1
-    cdef PyMemberDef *member = (<PyMemberDescrObject *><PyObject *>descr).d_member
-    if member == NULL or member.type != _T_OBJECT_EX or member.offset <= 0:
-        return -1
-    return member.offset
-
-
-cdef Py_ssize_t _B_ACTIVE = _member_offset(Batch, "_active")
-cdef Py_ssize_t _B_POOL = _member_offset(Batch, "pool")
-cdef Py_ssize_t _B_START = _member_offset(Batch, "start")
-cdef Py_ssize_t _B_CAPACITY = _member_offset(Batch, "capacity")
-cdef Py_ssize_t _B_ORDER = _member_offset(Batch, "order")
-cdef Py_ssize_t _P_STATES = _member_offset(BufferPool, "states")
-cdef Py_ssize_t _P_MEMORY = _member_offset(BufferPool, "memory")
-cdef Py_ssize_t _P_LENGTHS = _member_offset(BufferPool, "lengths")
-cdef Py_ssize_t _P_ORIGINAL = _member_offset(BufferPool, "original_lengths")
-cdef Py_ssize_t _P_TRUNCATED = _member_offset(BufferPool, "truncated")
-cdef Py_ssize_t _P_SEGMENTS = _member_offset(BufferPool, "segment_sizes")
-cdef Py_ssize_t _P_ADDRESSES = _member_offset(BufferPool, "addresses")
-cdef bint _SLOTS_KNOWN = min(
-    _B_ACTIVE, _B_POOL, _B_START, _B_CAPACITY, _B_ORDER, _P_STATES, _P_MEMORY, _P_LENGTHS,
-    _P_ORIGINAL, _P_TRUNCATED, _P_SEGMENTS, _P_ADDRESSES,
-) > 0
+cdef Py_ssize_t _B_ACTIVE = slot_offset(Batch, "_active")
+cdef Py_ssize_t _B_POOL = slot_offset(Batch, "pool")
+cdef Py_ssize_t _B_START = slot_offset(Batch, "start")
+cdef Py_ssize_t _B_CAPACITY = slot_offset(Batch, "capacity")
+cdef Py_ssize_t _B_ORDER = slot_offset(Batch, "order")
+cdef Py_ssize_t _P_STATES = slot_offset(BufferPool, "states")
+cdef bint _SLOTS_KNOWN = min(_B_ACTIVE, _B_START, _B_CAPACITY, _B_ORDER, _P_STATES) > 0
 
 
 cdef object _TRUE = True            # (a bare ``True`` in a C expression is the integer 1)
-
-
-cdef inline PyObject *_member(object obj, Py_ssize_t offset) noexcept:
-    """The object slot at ``offset`` of ``obj`` (borrowed; NULL when unset)."""
-    return (<PyObject **>(<char *><PyObject *>obj + offset))[0]
-
-
-cdef inline bint _view_matches(_PoolView view, object pool) noexcept:
-    """``view.matches(pool)`` for an exact BufferPool, reading its slots directly."""
-    return (
-        pool is view.pool
-        and _member(pool, _P_MEMORY) == <PyObject *>view.memory_src
-        and _member(pool, _P_LENGTHS) == <PyObject *>view.lengths_src
-        and _member(pool, _P_ORIGINAL) == <PyObject *>view.original_src
-        and _member(pool, _P_TRUNCATED) == <PyObject *>view.truncated_src
-        and _member(pool, _P_SEGMENTS) == <PyObject *>view.segments_src
-        and _member(pool, _P_ADDRESSES) == <PyObject *>view.addresses_src
-    )
 
 
 cdef unsigned char *_free_run(object batch, object pool, Py_ssize_t *start,
@@ -91,12 +38,12 @@ cdef unsigned char *_free_run(object batch, object pool, Py_ssize_t *start,
     cdef unsigned char *run
     if not _SLOTS_KNOWN or type(batch) is not Batch or type(pool) is not BufferPool:
         return NULL
-    if _member(batch, _B_ACTIVE) != <PyObject *>_TRUE:
+    if slot_ptr(batch, _B_ACTIVE) != <PyObject *>_TRUE:
         return NULL
-    start_o = _member(batch, _B_START)
-    capacity_o = _member(batch, _B_CAPACITY)
-    order_o = _member(batch, _B_ORDER)
-    states_o = _member(pool, _P_STATES)
+    start_o = slot_ptr(batch, _B_START)
+    capacity_o = slot_ptr(batch, _B_CAPACITY)
+    order_o = slot_ptr(batch, _B_ORDER)
+    states_o = slot_ptr(pool, _P_STATES)
     if start_o == NULL or capacity_o == NULL or order_o == NULL or states_o == NULL:
         return NULL
     if (type(<object>start_o) is not int or type(<object>capacity_o) is not int
@@ -124,7 +71,7 @@ cdef inline void _fill_run(object batch, unsigned char *run, Py_ssize_t first,
                            Py_ssize_t capacity, Py_ssize_t filled) noexcept:
     """What begin_receive then commit_receive(filled) leave: the first ``filled`` slots FILLED
     and listed in ``order``, the rest FREE. ``order`` has room (``_order_room``)."""
-    cdef array.array order = <array.array>_member(batch, _B_ORDER)
+    cdef array.array order = <array.array>slot_ptr(batch, _B_ORDER)
     cdef Py_ssize_t i
     for i in range(filled):
         order.data.as_uints[i] = <unsigned int>(first + i)
@@ -136,7 +83,7 @@ cdef inline void _fill_run(object batch, unsigned char *run, Py_ssize_t first,
 cdef inline int _order_room(object batch, Py_ssize_t capacity) except -1:
     """Room for ``capacity`` entries in the batch's empty order, made before any datagram is
     taken (a MemoryError then loses nothing); its length stays 0 until ``_fill_run``."""
-    cdef array.array order = <array.array>_member(batch, _B_ORDER)
+    cdef array.array order = <array.array>slot_ptr(batch, _B_ORDER)
     if capacity > 0:
         array.resize(order, capacity)
         Py_SET_SIZE(order, 0)

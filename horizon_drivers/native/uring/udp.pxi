@@ -518,16 +518,11 @@ cdef class UdpSocket:
         """
         cdef _PoolView view
         cdef _UdpRx rx = self._rx
-        cdef PyObject *member = NULL
-        cdef bint exact = _SLOTS_KNOWN and type(batch) is Batch
-        if not exact:
+        if type(batch) is not Batch:
             check_batch(batch)
         self._check("receive on")
-        if exact:
-            member = _member(batch, _B_ACTIVE)
-        if member == NULL or member != <PyObject *>_TRUE:
-            if batch._active is not True:
-                batch._check_active()  # a freed batch is an error, as in the epoll driver
+        if slot_get(batch, Batch, _B_ACTIVE, "_active") is not True:
+            batch._check_active()  # a freed batch is an error, as in the epoll driver
         cdef Py_ssize_t first = 0, count = 0
         rx.refresh()
         if rx.fifo_len == 0:
@@ -535,11 +530,9 @@ cdef class UdpSocket:
             begin_receive(batch, &first, &count)
             commit_receive(batch, 0)
             return rx.nothing_queued()
-        member = _member(batch, _B_POOL) if exact else NULL
-        pool = <object>member if member != NULL else batch.pool
+        pool = slot_get(batch, Batch, _B_POOL, "pool")
         view = self._user_view
-        if view is None or not (_view_matches(view, pool) if _SLOTS_KNOWN and type(pool) is BufferPool
-                                else view.matches(pool)):
+        if view is None or not view.matches(pool):
             view = _PoolView(pool)
             self._user_view = view
         self._busy = True
