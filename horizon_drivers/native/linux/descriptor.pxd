@@ -40,6 +40,7 @@ cdef class OwnedDescriptor:
     cdef readonly object config
     cdef object __weakref__
     cdef ZerocopyLedger _zc   # None unless zero-copy sends are on (NetConfig.zerocopy_threshold)
+    cdef Py_ssize_t _last_read  # bytes the last successful receive moved: recv_buffer's hint
 
     cdef int _adopt(self, object sock, int socktype, object options, object config) except -1
     cdef int _enter(self, str operation) except -1
@@ -50,4 +51,4 @@ cdef class OwnedDescriptor:
 cdef ssize_t send_buffer(int fd, object data, int flags, const sockaddr *name,
                          socklen_t namelen, int *err) except -2
 cdef ssize_t recv_buffer(int fd, object buffer, int flags, sockaddr *name, socklen_t *namelen,
-                         Py_ssize_t *capacity, int *err) except -2
+                         Py_ssize_t *capacity, int *err, Py_ssize_t expect=*) except -2

@@ -9,9 +9,15 @@ Rules this module obeys:
   count the calls in flight), so a descriptor number is never reused under a syscall.
 * Every operation on a closed descriptor raises ``SocketClosedError`` naming what it was
   (``_kind``, set by the subclass) and the operation.
-* ``send_buffer``/``recv_buffer`` run one sendto/recvfrom with the GIL released, retried on EINTR
-  after running signal handlers (PEP 475); they return -1 with the errno instead of raising, so
-  each caller counts and names its own failures.
+* ``send_buffer``/``recv_buffer`` run one sendto/recvfrom, retried on EINTR after running signal
+  handlers (PEP 475); they return -1 with the errno instead of raising, so each caller counts and
+  names its own failures. The GIL is released around the call unless it cannot wait (MSG_DONTWAIT)
+  and moves fewer than ``GIL_KEPT_BELOW`` bytes: such a call is over in about the time that
+  handing the GIL to another thread and taking it back costs, and that handover sat on every
+  round trip of a request/response stream. A send knows its size; a receive is judged by the
+  smaller of its buffer and ``expect``, what the socket's previous receive moved (a stream that
+  answered small messages goes on doing so; a bulk stream's next read is large again), so
+  threads that copy bulk data still copy it in parallel.
 * Zero-copy sends (``NetConfig.zerocopy_threshold``): a socket whose SO_ZEROCOPY reads back as on
   gets a ``ZerocopyLedger`` (``zerocopy_ledger.pxi``) that holds what each MSG_ZEROCOPY send
   reads until its completion; ``reap_zerocopy`` reads completions, ``close`` reads the queued
@@ -202,47 +208,63 @@ cdef ssize_t send_buffer(int fd, object data, int flags, const sockaddr *name,
     cdef Py_buffer view
     PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
     try:
-        return _transfer(fd, False, &view, flags, <sockaddr *>name, NULL, namelen, err)
+        return _transfer(fd, False, &view, flags, <sockaddr *>name, NULL, namelen, err, view.len)
     finally:
         PyBuffer_Release(&view)
 
 
 cdef ssize_t recv_buffer(int fd, object buffer, int flags, sockaddr *name, socklen_t *namelen,
-                         Py_ssize_t *capacity, int *err) except -2:
+                         Py_ssize_t *capacity, int *err, Py_ssize_t expect=-1) except -2:
     """recvfrom(2) into one writable buffer; ``*capacity`` is its size; -1 and ``*err`` on failure.
 
     ``name``/``namelen`` (NULL: not wanted) receive the sender; ``*namelen`` is the room in
-    ``name`` on entry and the sender's length on return.
+    ``name`` on entry and the sender's length on return. ``expect`` (-1: unknown) is how much the
+    caller expects to arrive, which decides whether the GIL is kept (module docstring).
     """
     cdef Py_buffer view
     cdef socklen_t room = namelen[0] if namelen != NULL else 0
     PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE | PyBUF_WRITABLE)
     capacity[0] = view.len
     try:
-        return _transfer(fd, True, &view, flags, name, namelen, room, err)
+        return _transfer(fd, True, &view, flags, name, namelen, room, err,
+                         view.len if expect < 0 or expect > view.len else expect)
     finally:
         PyBuffer_Release(&view)
 
 
+#: Nonblocking transfers smaller than this keep the GIL (see the module docstring).
+GIL_KEPT_BELOW = 16384
+
+
 cdef ssize_t _transfer(int fd, bint receive, Py_buffer *view, int flags, sockaddr *name,
-                       socklen_t *namelen, socklen_t room, int *err) except -2:
-    """recvfrom or sendto with the GIL released, retried on EINTR after the signal handlers ran.
+                       socklen_t *namelen, socklen_t room, int *err, Py_ssize_t size) except -2:
+    """recvfrom or sendto, retried on EINTR after the signal handlers ran; ``size`` is what it
+    is expected to move.
 
     ``room`` is the room in ``name`` (receive: ``*namelen`` is reset to it before each try) or the
     length of the destination (send).
     """
     cdef ssize_t n = 0
     cdef int e = 0
+    cdef bint keep_gil = (flags & MSG_DONTWAIT) != 0 and size < GIL_KEPT_BELOW
     while True:
         if namelen != NULL:
             namelen[0] = room
-        with nogil:
+        if keep_gil:
             if receive:
                 n = recvfrom(fd, view.buf, view.len, flags, name, namelen)
             else:
                 n = sendto(fd, view.buf, view.len, flags, name, room)
             if n < 0:
                 e = errno
+        else:
+            with nogil:
+                if receive:
+                    n = recvfrom(fd, view.buf, view.len, flags, name, namelen)
+                else:
+                    n = sendto(fd, view.buf, view.len, flags, name, room)
+                if n < 0:
+                    e = errno
         if n >= 0 or e != EINTR:
             break
         PyErr_CheckSignals()

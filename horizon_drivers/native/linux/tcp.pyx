@@ -184,11 +184,12 @@ cdef class TcpStream(OwnedDescriptor):
         cdef long long now
         cdef int fd = self._enter("receive on")
         try:
-            n = recv_buffer(fd, buffer, MSG_DONTWAIT, NULL, NULL, &capacity, &err)
+            n = recv_buffer(fd, buffer, MSG_DONTWAIT, NULL, NULL, &capacity, &err, self._last_read)
             self._recv_calls += 1
             if n < 0:
                 self._count_failure(err)
                 raise_errno(err, "recv")
+            self._last_read = n
             self._bytes_received += <uint64_t>n
             if n > 0 and self._quickack:
                 now = _coarse_ns()

@@ -741,7 +741,9 @@ cdef class UdpSocket(OwnedDescriptor):
         try:
             # MSG_TRUNC: n is the datagram's true length even when it was cut.
             n = recv_buffer(fd, buffer, MSG_TRUNC | MSG_DONTWAIT, <sockaddr *>name, &namelen,
-                            &capacity, &err)
+                            &capacity, &err, self._last_read)
+            if n >= 0:
+                self._last_read = n
             stored = self._account_single_receive(n, err, capacity, "recvfrom")
             return stored, address_from_sockaddr(<sockaddr *>name,
                                                  namelen if namelen <= sizeof(name) else 0)
@@ -755,7 +757,10 @@ cdef class UdpSocket(OwnedDescriptor):
         cdef int err = 0
         cdef int fd = self._enter("receive on")
         try:
-            n = recv_buffer(fd, buffer, MSG_TRUNC | MSG_DONTWAIT, NULL, NULL, &capacity, &err)
+            n = recv_buffer(fd, buffer, MSG_TRUNC | MSG_DONTWAIT, NULL, NULL, &capacity, &err,
+                            self._last_read)
+            if n >= 0:
+                self._last_read = n
             return self._account_single_receive(n, err, capacity, "recv")
         finally:
             self._leave()
