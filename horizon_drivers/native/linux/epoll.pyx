@@ -59,7 +59,7 @@ cdef enum:
 
 cdef long long _NS_PER_S = 1000000000
 
-_READINESS = tuple(Readiness(bits) for bits in range(16))
+cdef tuple _READINESS = tuple(Readiness(bits) for bits in range(16))
 _tuple_new = tuple.__new__
 
 
@@ -126,10 +126,12 @@ cdef class Runtime:
     # entry while any duplicate of the descriptor lives, and it can report the dead token at any
     # later time, so from then on every event is checked against the slab.
     cdef bint _orphans
-    # token -> the last Event poll_once returned for it. An Event is an immutable value, so the
-    # same object serves every poll that reports the same readiness: building a NamedTuple costs
-    # more than the rest of a one-event poll_once. Entries leave with their registration.
-    cdef dict _event_cache
+    # The last Event poll_once returned for each token, at the token's slab index (its low 32
+    # bits; the entry's own token says which generation it was for). An Event is an immutable
+    # value, so the same object serves every poll that reports the same readiness: building a
+    # NamedTuple costs more than the rest of a one-event poll_once, and finding it by index
+    # needs neither a Python int for the token nor a hash. Entries leave with their registration.
+    cdef list _event_cache
     cdef object _default_timeout
     cdef object _loop
     cdef readonly object config
@@ -157,7 +159,7 @@ cdef class Runtime:
         self._default_timeout = cfg.poll_timeout
         self._have_pwait2 = True
         self._slab = Slab()
-        self._event_cache = {}
+        self._event_cache = []
         self._events = <epoll_event *>calloc(max_events, sizeof(epoll_event))
         if self._events == NULL:
             raise MemoryError("cannot allocate the epoll event array")
@@ -308,7 +310,9 @@ cdef class Runtime:
             else:
                 self._orphans = True
             self._slab.remove(token)
-            self._event_cache.pop(token, None)
+            index = <Py_ssize_t><uint32_t><uint64_t>token  # the slab index
+            if index < len(self._event_cache):
+                self._event_cache[index] = None
         finally:
             self._leave()
 
@@ -329,6 +333,7 @@ cdef class Runtime:
         cdef eventfd_t drained
         cdef unsigned long long removals
         cdef bint check_live
+        cdef Py_ssize_t index
         cdef int epfd = self._enter("poll")
         try:
             if self._polling:
@@ -366,8 +371,7 @@ cdef class Runtime:
                 if data == WAKER_DATA:
                     eventfd_read(self._wakefd, &drained)
                     continue
-                token = data
-                if check_live and token not in slab:
+                if check_live and data not in slab:
                     continue
                 flags = self._events[i].events
                 bits = 0
@@ -375,20 +379,24 @@ cdef class Runtime:
                     bits |= 1
                 if flags & EPOLLOUT:
                     bits |= 2
-                if flags & EPOLLERR and not _reaped_completions(slab, token):
+                if flags & EPOLLERR and not _reaped_completions(slab, data):
                     bits |= 4
                 if flags & (EPOLLHUP | EPOLLRDHUP):
                     bits |= 8
                 if bits == 0:
                     continue
-                readiness = _READINESS[bits]
-                event = cache.get(token)
-                if event is None or (<tuple>event)[1] is not readiness:
-                    event = _tuple_new(Event, (token, readiness))
+                readiness = _READINESS[bits & 15]
+                index = <Py_ssize_t><uint32_t>data  # the slab index
+                event = (<list>cache)[index] if index < len(<list>cache) else None
+                if (event is None or (<tuple>event)[1] is not readiness
+                        or <uint64_t>(<tuple>event)[0] != data):
+                    event = _tuple_new(Event, (data, readiness))
                     if self._removals == removals:
                         # Not while a deregistration runs in another thread: its entry could
                         # outlive it (deregister bumps _removals before it drops the entry).
-                        cache[token] = event
+                        while len(<list>cache) <= index:
+                            (<list>cache).append(None)
+                        (<list>cache)[index] = event
                 events.append(event)
             return events
         finally:
@@ -488,7 +496,7 @@ cdef class Runtime:
         self._closed = True
         self._removals += 1
         self._slab = Slab()
-        self._event_cache = {}
+        self._event_cache = []
         if self._busy == 0:
             self._close_descriptors()
         else:
