@@ -189,9 +189,14 @@ def render_table(report: BenchReport) -> str:
     s = report.settings
     base = report.baseline
     with_c = _reference_ran(report)
+    # With c as the baseline, its ratio columns are the "x c" ones: not shown twice.
+    with_base = not (with_c and base == REFERENCE)
     rows = []
     notes: list[str] = []
     fallbacks: set[str] = set()
+
+    def to_base(protocol: str, key: str) -> list[str]:
+        return [_ratio(report.ratio(c.name, protocol, key))] if with_base else []
 
     def to_c(protocol: str, key: str) -> list[str]:
         return [_ratio(report.ratio(c.name, protocol, key, REFERENCE))] if with_c else []
@@ -205,13 +210,13 @@ def render_table(report: BenchReport) -> str:
         rows.append([
             c.name, c.kind,
             _num(c.value("udp", "datagrams_per_s")),
-            _ratio(report.ratio(c.name, "udp", "datagrams_per_s")),
+            *to_base("udp", "datagrams_per_s"),
             *to_c("udp", "datagrams_per_s"),
             _num(udp.p50_us if udp else None, 1), _num(udp.p99_us if udp else None, 1),
             _num(udp.p999_us if udp else None, 1),
             _num(c.cpu_us_per_datagram(), 2),
             _num(mbps / 1e6 if mbps is not None else None, 1),
-            _ratio(report.ratio(c.name, "tcp", "bytes_per_s")),
+            *to_base("tcp", "bytes_per_s"),
             *to_c("tcp", "bytes_per_s"),
             _num(c.value("tcp", "messages_per_s")),
             *to_c("tcp", "messages_per_s"),
@@ -225,8 +230,14 @@ def render_table(report: BenchReport) -> str:
         if fallback and fallback.get("load_generator") == PYTHON_FALLBACK:
             fallbacks.add(str(fallback.get("load_generator_note", "")))
     xc = ["x c"] if with_c else []
-    headers = ["server", "kind", "UDP dgram/s", f"x{base}", *xc, "p50 us", "p99 us", "p99.9 us",
-               "CPU µs/dgram", "TCP MB/s", f"x{base}", *xc, "TCP msg/s", *xc, "p50 us", "p99 us", "p99.9 us"]
+    xbase = [f"x{base}"] if with_base else []
+    headers = ["server", "kind", "UDP dgram/s", *xbase, *xc, "p50 us", "p99 us", "p99.9 us",
+               "CPU µs/dgram", "TCP MB/s", *xbase, *xc, "TCP msg/s", *xc, "p50 us", "p99 us",
+               "p99.9 us"]
+    legend = [f"x{base}: throughput relative to {base} (higher is better)"] if with_base else []
+    if with_c:
+        legend.append("x c: relative to c, the C reference server (the machine's limit"
+                      + (")" if with_base else "; higher is better)"))
     pipeline = s.get("pipeline", _DEFAULT_PIPELINE)
     lines = [
         f"horizon bench: loopback echo, {s['duration']}s per measurement, {s['size']}-byte "
@@ -236,9 +247,7 @@ def render_table(report: BenchReport) -> str:
         "",
         format_table(headers, rows),
         "",
-        f"x{base}: throughput relative to {base} (higher is better)"
-        + ("; x c: relative to c, the C reference server (the machine's limit)." if with_c
-           else "."),
+        "; ".join(legend) + ".",
         "CPU µs/dgram: the server process's CPU time over its UDP run / the datagrams it echoed "
         "(lower is better; steadier than throughput on a shared machine).",
         "Round trips (us) have one message in flight: UDP window 1, TCP ping-pong. TCP msg/s: "

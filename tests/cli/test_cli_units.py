@@ -163,6 +163,12 @@ def test_report_ratios_to_the_c_reference_server() -> None:
     ))
     assert "x c" not in render_table(without)
     assert without.to_dict()["contenders"][1]["ratios_to_c"]["tcp_messages_per_s"] is None
+    # With c as the baseline, its ratios are shown once: as the x c columns.
+    table_vs_c = render_table(BenchReport(machine, settings, "c", report.contenders))
+    header = next(line for line in table_vs_c.splitlines() if line.startswith("server"))
+    assert header.count("x c") == 3
+    assert "xc" not in header
+    assert "xc:" not in table_vs_c and "x c: relative to c" in table_vs_c
 
 
 def test_version_is_one_string_for_both_packages_and_the_command(
