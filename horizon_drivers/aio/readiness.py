@@ -22,6 +22,14 @@ Rules this module obeys:
   takes it over (as it would from an asyncio transport).
 * A cancelled wait has taken nothing from the kernel; the registration stays and the next wait
   reuses it.
+* ``raises_when_cancelled`` says whether a wait begun in an already cancelled scope always raises,
+  even when the socket is readable at once. It holds on trio (the wait is trio's checkpoint) and
+  on asyncio's selector loop, where anyio's cancellation delivery (re-scheduled with
+  ``call_soon`` at every iteration while the scope has tasks) always runs before the reader
+  callbacks of the next select. It does not hold on uvloop, whose reader callbacks run in the poll
+  phase, after that iteration's ready callbacks: there a wait can complete before the delivery
+  reaches it, and the stream asks anyio whether its scope is cancelled (which costs about as much
+  as the rest of a wake-up, so it is asked only there).
 
 Example::
 
@@ -56,6 +64,11 @@ IDLE_WAKES: Final = 2
 
 class Readiness(Protocol):
     """Waiting for one socket to be readable or writable, and waking those waits on close."""
+
+    @property
+    def raises_when_cancelled(self) -> bool:
+        """Whether a wait in an already cancelled scope always raises (see the module docstring)."""
+        ...
 
     async def wait_readable(self) -> None:
         """Return when the socket may be readable; ClosedResourceError if closed meanwhile."""
@@ -116,6 +129,11 @@ class LoopReadiness:
     def reading(self) -> bool:
         """Whether the reader is registered with the loop now."""
         return self._reading
+
+    @property
+    def raises_when_cancelled(self) -> bool:
+        """True on asyncio's selector loop, False on uvloop (module docstring)."""
+        return self._stale_guard
 
     def _fresh_select(self) -> None:
         self._stale_possible = False
@@ -203,6 +221,9 @@ class TrioReadiness:
 
     __slots__ = ("_closed_error", "_notify_closing", "_sock", "_wait_readable", "_wait_writable")
 
+    #: trio's wait is a checkpoint: a cancelled scope raises there.
+    raises_when_cancelled: Final = True
+
     def __init__(self, sock: socket.socket) -> None:
         # Imported by name: trio is optional, and older releases ship no type information.
         trio: Any = importlib.import_module("trio")
@@ -240,6 +261,9 @@ class AnyioReadiness:
     """
 
     __slots__ = ("_sock",)
+
+    #: Not known for every backend this may run on: the stream asks anyio instead.
+    raises_when_cancelled: Final = False
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock

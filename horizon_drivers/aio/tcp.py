@@ -176,10 +176,12 @@ class HorizonSocketStream(NonblockingSocket, SocketStream):
             self._drained = False
             # anyio delivers a task's cancellation of its own scope at its next checkpoint, but
             # never to a task whose awaited future is already done: a wait that a readable socket
-            # completes in the same loop pass (uvloop) would read instead of raising. A cancelled
-            # scope shows as a deadline of -inf; then take the plain checkpoint, which raises.
-            if anyio.current_effective_deadline() != -math.inf:
-                await self._readiness.wait_readable()
+            # completes in the same loop pass (uvloop) would read instead of raising. Where that
+            # can happen, a cancelled scope shows as a deadline of -inf; then take the plain
+            # checkpoint, which raises.
+            readiness = self._readiness
+            if readiness.raises_when_cancelled or anyio.current_effective_deadline() != -math.inf:
+                await readiness.wait_readable()
                 return
         await self._checkpoint()
 
