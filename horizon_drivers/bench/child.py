@@ -15,12 +15,13 @@ it is given, does its one job and talks to the parent in JSON lines on stdout:
 * ``load udp|tcp TARGET`` prints ``{"result": {...}}`` from the native C load generator. UDP
   ``--mode both`` (the default) is a windowed throughput run, then a window-1 round-trip run;
   ``--mode throughput`` only the first (the generator busy-waits for replies), ``--mode rtt``
-  only the second. TCP is a streaming throughput run, a ping-pong round-trip run, then (native
-  generator only) a pipelined run: ``--pipeline`` messages of ``--size`` bytes in flight on one
-  connection, messages per second and each message's round trip. Round
-  trips carry the whole CDF (``CDF_PROBABILITIES``). Where the native generator is unavailable,
-  TCP falls back to the Python client in :mod:`~horizon_drivers.bench.tcp_client` (the result's
-  ``load_generator`` says which ran);
+  only the second. With ``--server-pid`` the windowed run's result also carries
+  ``server_cpu_windowed_s``, that process's CPU time over the run. TCP is a streaming
+  throughput run, a ping-pong round-trip run, then (native generator only) a pipelined run:
+  ``--pipeline`` messages of ``--size`` bytes in flight on one connection, messages per second
+  and each message's round trip. Round trips carry the whole CDF (``CDF_PROBABILITIES``).
+  Where the native generator is unavailable, TCP falls back to the Python client in
+  :mod:`~horizon_drivers.bench.tcp_client` (the result's ``load_generator`` says which ran);
 * either prints ``{"error": "one line"}`` and exits 2 when it cannot do its job.
 
 Keeping server and load generator in separate processes, pinned to different CPUs, is what
@@ -45,6 +46,7 @@ from horizon_core.addresses import SocketAddress
 from horizon_core.config import NetConfig
 from horizon_drivers.bench.latency import CDF_PROBABILITIES, LatencySummary, summarize_rtts
 from horizon_drivers.bench.peers import BACKENDS, PEER_NAMES, serve_peer
+from horizon_drivers.bench.process_cpu import cpu_seconds
 from horizon_drivers.bench.reference import REFERENCE, serve_reference
 from horizon_drivers.bench.tcp_client import TCP_CHUNK, measure_tcp_rtts, measure_tcp_throughput
 from horizon_drivers.cli.echo_service import Bound, StopFlag, serve_echo, stop_on_signals
@@ -142,8 +144,14 @@ def _udp(target: SocketAddress, args: argparse.Namespace) -> dict[str, object]:
               "sample_rtt": True, "quantiles": CDF_PROBABILITIES}
     result: dict[str, object] = {"load_generator": "native"}
     if args.mode != "rtt":
+        # The server's CPU time over this run alone: every server faces the same offered load
+        # here (the window), unlike the window-1 run, where a faster server answers more.
+        cpu_before = cpu_seconds(args.server_pid) if args.server_pid else None
         rate = run_udp_load(target, window=args.window, busy_wait=args.mode == "throughput",
                             **common)
+        cpu_after = cpu_seconds(args.server_pid) if args.server_pid else None
+        if cpu_before is not None and cpu_after is not None:
+            result["server_cpu_windowed_s"] = cpu_after - cpu_before
         result.update({
             "datagrams_per_s": rate["rate"],
             "rate": rate["rate"],
@@ -237,6 +245,7 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("--connections", type=int, default=1)
     load.add_argument("--pipeline", type=int, default=256)
     load.add_argument("--mode", choices=("both", "throughput", "rtt"), default="both")
+    load.add_argument("--server-pid", type=int, default=None)
     return parser
 
 

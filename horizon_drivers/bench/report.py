@@ -51,21 +51,37 @@ class Contender:
     def cpu_us_per_datagram(self) -> float | None:
         """Server CPU microseconds per echoed UDP datagram (Linux; None when not measured).
 
-        The server's CPU time over the whole UDP load divided by the datagrams it echoed (its own
-        count, else the load generator's): steadier than throughput on a shared machine.
+        Over the windowed run when the load generator measured the server there
+        (``server_cpu_windowed_s``, divided by the datagrams echoed in that run): every server
+        faces the same offered load in it, while in the window-1 run a faster server echoes more
+        of the costliest, one-at-a-time datagrams. Otherwise the server's CPU time over its
+        whole UDP load divided by the datagrams it echoed (its own count, else the load
+        generator's). Steadier than throughput on a shared machine.
 
         Example:
             >>> m = Measurement("udp", {"total_received": 1000}, None, {"udp_sent": 2000}, 0.001)
             >>> Contender("native", "driver", udp=m).cpu_us_per_datagram()
             0.5
+            >>> windowed = {"total_received": 1000, "server_cpu_windowed_s": 0.002}
+            >>> m = Measurement("udp", windowed, None, {"udp_sent": 2000}, 0.003)
+            >>> Contender("native", "driver", udp=m).cpu_us_per_datagram()
+            2.0
         """
         m = self.udp
-        if m is None or m.result is None or not m.server_cpu_seconds:
+        if m is None or m.result is None:
             return None
-        echoed = (m.server or {}).get("udp_sent") or m.result.get("total_received")
+        windowed = m.result.get("server_cpu_windowed_s")
+        if isinstance(windowed, int | float) and windowed > 0:
+            seconds: float = windowed
+            echoed = m.result.get("total_received")
+        elif m.server_cpu_seconds:
+            seconds = m.server_cpu_seconds
+            echoed = (m.server or {}).get("udp_sent") or m.result.get("total_received")
+        else:
+            return None
         if not isinstance(echoed, int | float) or echoed <= 0:
             return None
-        return m.server_cpu_seconds / float(echoed) * 1e6
+        return seconds / float(echoed) * 1e6
 
     def rtt(self, protocol: str, key: str = "rtt") -> LatencySummary | None:
         """One protocol's round-trip summary (``rtt``; ``rtt_loaded`` for UDP, ``rtt_pipelined``

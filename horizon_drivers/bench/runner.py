@@ -28,10 +28,11 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import IO, Any
 
 import attrs
+
+from horizon_drivers.bench.process_cpu import cpu_seconds
 
 __all__ = ["LOAD_GRACE", "READY_TIMEOUT", "Measurement", "Placement", "measure"]
 
@@ -144,21 +145,6 @@ def _stop(proc: subprocess.Popen[str]) -> str:
     return out or ""
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User plus system CPU seconds process ``pid`` has used (Linux ``/proc``), else None.
-
-    Example:
-        >>> used = cpu_seconds(os.getpid())
-        >>> used is None or used >= 0
-        True
-    """
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
-
-
 def _server_totals(output: str) -> dict[str, Any] | None:
     for line in output.splitlines():
         try:
@@ -213,7 +199,7 @@ def measure(
                 [*_CHILD, *placement.args("load"), "load", protocol, str(ready["ready"]),
                  "--duration", str(duration), "--warmup", str(warmup), "--size", str(size),
                  "--window", str(window), "--connections", str(connections),
-                 "--pipeline", str(pipeline), "--mode", mode],
+                 "--pipeline", str(pipeline), "--mode", mode, "--server-pid", str(server.pid)],
                 stdout=subprocess.PIPE, stderr=load_err, stdin=subprocess.DEVNULL,
                 text=True, env=env, start_new_session=True,
             )

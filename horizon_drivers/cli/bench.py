@@ -248,8 +248,9 @@ def render_table(report: BenchReport) -> str:
         format_table(headers, rows),
         "",
         "; ".join(legend) + ".",
-        "CPU µs/dgram: the server process's CPU time over its UDP run / the datagrams it echoed "
-        "(lower is better; steadier than throughput on a shared machine).",
+        "CPU µs/dgram: the server process's CPU time over the windowed UDP run / the datagrams "
+        "it echoed there, the same offered load for every server (lower is better; steadier "
+        "than throughput on a shared machine).",
         "Round trips (us) have one message in flight: UDP window 1, TCP ping-pong. TCP msg/s: "
         f"{pipeline} messages in flight on one connection (their round trips are in --json).",
     ]

@@ -77,6 +77,12 @@ def test_bench_tiny_run_writes_json_and_plot(tmp_path: Path) -> None:
             assert udp["received"] > 0
             _check_rtt(udp["rtt_loaded"])
             assert len(udp["rtt"]["cdf"]) > 100
+            # The server's CPU over the windowed run alone, the CPU column's basis: it busy
+            # echoed for the whole run, so the kernel counted ticks.
+            assert udp["server_cpu_windowed_s"] > 0
+            assert contender["cpu_us_per_datagram"] == pytest.approx(
+                udp["server_cpu_windowed_s"] / udp["total_received"] * 1e6
+            )
             assert _positive(contender["ratios"]["udp_datagrams_per_s"])
     assert by_name["stdlib"]["ratios"]["tcp_bytes_per_s"] == pytest.approx(1.0)
     # A Horizon server reports its own counts on the way out.
