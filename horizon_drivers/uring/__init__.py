@@ -59,8 +59,6 @@ try:
         CLOSE_SETTLE_SECONDS,
         DEFAULT_RING_PAYLOAD,
         DEFAULT_RING_SLOTS,
-        STREAM_SLOT_SIZE,
-        STREAM_SLOTS,
         USED_FEATURES,
         Runtime,
         TcpListener,
@@ -81,7 +79,7 @@ if _REASON is not None:
 
 __all__ = [
     "ACCEPT_QUEUE", "CLOSE_SETTLE_SECONDS", "DEFAULT_RING_PAYLOAD", "DEFAULT_RING_SLOTS", "DRIVER",
-    "NAME", "Runtime", "STREAM_SLOTS", "STREAM_SLOT_SIZE", "TcpListener", "TcpStream",
+    "NAME", "Runtime", "TcpListener", "TcpStream",
     "USED_FEATURES", "UdpSocket", "bind_tcp", "bind_udp", "bind_udp_dual_stack", "connect_tcp",
     "probe", "ring_stats", "runtime",
 ]  # fmt: skip
