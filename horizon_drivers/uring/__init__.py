@@ -9,8 +9,9 @@ Rules this package obeys:
 * Same API as :mod:`horizon_drivers.native` (``UdpSocket``, ``TcpListener``, ``TcpStream``,
   ``Runtime``, ``NAME``, ``DRIVER``). UDP receives are a multishot recvmsg on a provided-buffer
   ring made of the socket's receive BufferPool slots; a TCP listener keeps a multishot accept in
-  flight and a connected stream a multishot recv into its own buffer ring; sends, connect and
-  shutdown are the epoll driver's calls, and the Runtime watches writability with poll requests. See
+  flight and a connected stream a multishot poll, its reads going straight into the caller's
+  buffer; reads, sends, connect and shutdown on a stream are the epoll driver's calls, and the
+  Runtime watches writability with poll requests. See
   ``horizon_drivers/native/uring/uring.pyx`` for the rules of the compiled module.
 * The ring is sized by ``HORIZON_URING_ENTRIES`` (submission queue, 256) and
   ``HORIZON_URING_CQ_ENTRIES`` (completion queue, 8192), read when the first socket or runtime
