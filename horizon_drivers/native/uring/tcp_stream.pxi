@@ -20,7 +20,9 @@
 # edge): a completion sets the stream's ready bits, and only a read that proves the socket empty
 # clears them: EAGAIN, or a read shorter than the buffer (tcp_recvmsg returns short only when its
 # queue and backlog are empty, and any byte arriving later wakes the poll again, whose completion
-# is reaped after the clear). A hangup or an error is never cleared: end of stream stays readable.
+# is reaped after the clear). A completion reaped while the read ran (by a poll in another
+# thread: the read releases the GIL) may be for bytes that came after it, so that read clears
+# nothing. A hangup or an error is never cleared: end of stream stays readable.
 # A poll the kernel ends (no IORING_CQE_F_MORE) is armed again, and arming reports at once what
 # is already waiting, so nothing is missed.
 #
@@ -114,9 +116,11 @@ cdef class _StreamRx(_Receiver):
             self.arm()
         return 0
 
-    cdef inline void drained(self) noexcept:
-        """A read showed the socket empty: readable again only once the poll says so."""
-        if self.bits & STREAM_FINAL:
+    cdef inline void drained(self, uint64_t seen) noexcept:
+        """A read that began when ``wakeups`` was ``seen`` showed the socket empty: readable again
+        only once the poll says so. A completion reaped meanwhile (by a poll in another thread:
+        the read releases the GIL) may be for bytes that came after the read, so it stays."""
+        if self.bits & STREAM_FINAL or self.wakeups != seen:
             return
         self.bits = 0
         self.drains += 1
@@ -265,20 +269,22 @@ cdef class TcpStream:
         ConnectionResetError on a reset."""
         cdef Py_ssize_t n
         cdef Py_buffer view
+        cdef uint64_t seen
         if self._closed:
             raise SocketClosedError("TCP stream", "receive on")
         if not self._connected:
             return self._tx_recv_into(buffer)  # not connected yet: the kernel says what to say
+        seen = self._rx.wakeups
         try:
             n = self._tx_recv_into(buffer)
         except BlockingIOError:
-            self._rx.drained()
+            self._rx.drained(seen)
             raise
         if n > 0:
             # A read shorter than the buffer emptied the socket (see the top of this file).
             PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE)
             if n < view.len:
-                self._rx.drained()
+                self._rx.drained(seen)
             PyBuffer_Release(&view)
         return n
 
