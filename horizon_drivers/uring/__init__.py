@@ -9,8 +9,9 @@ Rules this package obeys:
 * Same API as :mod:`horizon_drivers.native` (``UdpSocket``, ``TcpListener``, ``TcpStream``,
   ``Runtime``, ``NAME``, ``DRIVER``). UDP receives are a multishot recvmsg on a provided-buffer
   ring made of the socket's receive BufferPool slots; a TCP listener keeps a multishot accept in
-  flight and a connected stream a multishot recv into its own buffer ring; sends, connect and
-  shutdown are the epoll driver's calls, and the Runtime watches writability with poll requests. See
+  flight and a connected stream a multishot poll, its reads going straight into the caller's
+  buffer; reads, sends, connect and shutdown on a stream are the epoll driver's calls, and the
+  Runtime watches writability with poll requests. See
   ``horizon_drivers/native/uring/uring.pyx`` for the rules of the compiled module.
 * The ring is sized by ``HORIZON_URING_ENTRIES`` (submission queue, 256) and
   ``HORIZON_URING_CQ_ENTRIES`` (completion queue, 8192), read when the first socket or runtime
@@ -59,8 +60,6 @@ try:
         CLOSE_SETTLE_SECONDS,
         DEFAULT_RING_PAYLOAD,
         DEFAULT_RING_SLOTS,
-        STREAM_SLOT_SIZE,
-        STREAM_SLOTS,
         USED_FEATURES,
         Runtime,
         TcpListener,
@@ -81,7 +80,7 @@ if _REASON is not None:
 
 __all__ = [
     "ACCEPT_QUEUE", "CLOSE_SETTLE_SECONDS", "DEFAULT_RING_PAYLOAD", "DEFAULT_RING_SLOTS", "DRIVER",
-    "NAME", "Runtime", "STREAM_SLOTS", "STREAM_SLOT_SIZE", "TcpListener", "TcpStream",
+    "NAME", "Runtime", "TcpListener", "TcpStream",
     "USED_FEATURES", "UdpSocket", "bind_tcp", "bind_udp", "bind_udp_dual_stack", "connect_tcp",
     "probe", "ring_stats", "runtime",
 ]  # fmt: skip

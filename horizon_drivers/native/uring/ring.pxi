@@ -25,6 +25,14 @@ cdef enum:
     KEY_IGNORED = 0             # user_data of requests whose completion nobody needs (cancels)
 
 
+# poll(2) event bits, for POLL_ADD requests and their completions.
+cdef enum:
+    POLLIN_ = 0x001
+    POLLOUT_ = 0x004
+    POLLERR_ = 0x008
+    POLLHUP_ = 0x010
+    POLLRDHUP_ = 0x2000
+
 cdef class _Completer:
     """Anything that owns requests on the ring: ``_on_cqe`` gets each of their completions."""
 
@@ -421,6 +429,12 @@ cdef class _Receiver(_Settling):
 
     cdef bint readable(self):
         return self.error is not None
+
+    cdef int ready_bits(self):
+        """The runtime's readiness bits while READABLE interest holds: 1 readable, 4 error."""
+        if not self.readable():
+            return 0
+        return 5 if self.error is not None else 1
 
     cdef bint polled(self):
         """True while readability must come from a poll (a stream not yet receiving)."""

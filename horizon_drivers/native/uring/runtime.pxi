@@ -4,8 +4,10 @@
 #
 # * A uring UdpSocket (TcpListener) registered READABLE is ready while its queue holds a datagram
 #   (an accepted connection) or an error waits: its multishot request fills the queue as
-#   completions are reaped, so no poll request is needed for it.
-# * Everything else (TCP streams, a UdpSocket's WRITABLE, any object with fileno()) gets a
+#   completions are reaped, so no poll request is needed for it. A connected uring TcpStream is
+#   ready while its own multishot poll has reported readiness that no read has proved gone
+#   (tcp_stream.pxi): it needs none of the runtime's polls either.
+# * Everything else (a stream's WRITABLE, a UdpSocket's WRITABLE, any object with fileno()) gets a
 #   one-shot IORING_OP_POLL_ADD. Its completion is the event; the next poll_once arms it again,
 #   and a source still ready completes again at once. That is level-triggered, as epoll's default.
 # * ``wake()`` writes the runtime's eventfd, which a multishot poll on the ring watches: no thread
@@ -15,13 +17,6 @@
 # * With several runtimes in the process each wait is capped at
 #   CROSS_RUNTIME_WAIT_NS: one runtime may reap another's completion, which then marks that
 #   runtime ready but cannot end a wait already in the kernel.
-
-cdef enum:
-    POLLIN_ = 0x001
-    POLLOUT_ = 0x004
-    POLLERR_ = 0x008
-    POLLHUP_ = 0x010
-    POLLRDHUP_ = 0x2000
 
 cdef long long CROSS_RUNTIME_WAIT_NS = 10000000
 cdef double _MAX_POLL_TIMEOUT = MAX_POLL_TIMEOUT
@@ -349,9 +344,11 @@ cdef class Runtime:
         cdef _Watch watch
         cdef int bits
         for watch in self._queued:
-            if watch.interest & 1 and not watch.rx.closing and watch.rx.readable():
-                watch.fired |= 5 if watch.rx.error is not None else 1
-                self._mark(watch)
+            if watch.interest & 1 and not watch.rx.closing:
+                bits = watch.rx.ready_bits()
+                if bits:
+                    watch.fired |= bits
+                    self._mark(watch)
         events = []
         if not self._marked:
             return events

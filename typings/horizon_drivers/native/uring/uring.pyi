@@ -27,13 +27,11 @@ from horizon_core.stats import StatsSnapshot
 
 __all__ = [
     "ACCEPT_QUEUE", "CLOSE_SETTLE_SECONDS", "DEFAULT_RING_PAYLOAD", "DEFAULT_RING_SLOTS", "Runtime",
-    "STREAM_SLOTS", "STREAM_SLOT_SIZE", "TcpListener", "TcpStream", "UdpSocket", "USED_FEATURES",
+    "TcpListener", "TcpStream", "UdpSocket", "USED_FEATURES",
     "probe", "ring_stats", "unavailable_reason",
 ]  # fmt: skip
 
 ACCEPT_QUEUE: Final[int]
-STREAM_SLOTS: Final[int]
-STREAM_SLOT_SIZE: Final[int]
 CLOSE_SETTLE_SECONDS: Final[float]
 DEFAULT_RING_SLOTS: Final[int]
 DEFAULT_RING_PAYLOAD: Final[int]
@@ -119,7 +117,7 @@ class TcpStream:
     @property
     def local_address(self) -> SocketAddress: ...
     @property
-    def receive_pool(self) -> BufferPool: ...
+    def poll_counters(self) -> dict[str, int]: ...
     @property
     def peer_address(self) -> SocketAddress: ...
     def finish_connect(self) -> bool: ...
