@@ -236,6 +236,19 @@ cdef ssize_t recv_buffer(int fd, object buffer, int flags, sockaddr *name, sockl
 GIL_KEPT_BELOW = 16384
 
 
+cdef inline ssize_t _one_call(int fd, bint receive, Py_buffer *view, int flags, sockaddr *name,
+                              socklen_t *namelen, socklen_t room, int *err) noexcept nogil:
+    """One recvfrom or sendto; ``*err`` is its errno when it returns -1."""
+    cdef ssize_t n
+    if receive:
+        n = recvfrom(fd, view.buf, view.len, flags, name, namelen)
+    else:
+        n = sendto(fd, view.buf, view.len, flags, name, room)
+    if n < 0:
+        err[0] = errno
+    return n
+
+
 cdef ssize_t _transfer(int fd, bint receive, Py_buffer *view, int flags, sockaddr *name,
                        socklen_t *namelen, socklen_t room, int *err, Py_ssize_t size) except -2:
     """recvfrom or sendto, retried on EINTR after the signal handlers ran; ``size`` is what it
@@ -251,20 +264,10 @@ cdef ssize_t _transfer(int fd, bint receive, Py_buffer *view, int flags, sockadd
         if namelen != NULL:
             namelen[0] = room
         if keep_gil:
-            if receive:
-                n = recvfrom(fd, view.buf, view.len, flags, name, namelen)
-            else:
-                n = sendto(fd, view.buf, view.len, flags, name, room)
-            if n < 0:
-                e = errno
+            n = _one_call(fd, receive, view, flags, name, namelen, room, &e)
         else:
             with nogil:
-                if receive:
-                    n = recvfrom(fd, view.buf, view.len, flags, name, namelen)
-                else:
-                    n = sendto(fd, view.buf, view.len, flags, name, room)
-                if n < 0:
-                    e = errno
+                n = _one_call(fd, receive, view, flags, name, namelen, room, &e)
         if n >= 0 or e != EINTR:
             break
         PyErr_CheckSignals()

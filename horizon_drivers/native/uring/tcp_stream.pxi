@@ -21,7 +21,7 @@
 # clears them: EAGAIN, or a read shorter than the buffer (tcp_recvmsg returns short only when its
 # queue and backlog are empty, and any byte arriving later wakes the poll again, whose completion
 # is reaped after the clear). A completion reaped while the read ran (by a poll in another
-# thread: the read releases the GIL) may be for bytes that came after it, so that read clears
+# thread: a large read releases the GIL) may be for bytes that came after it, so that read clears
 # nothing. A hangup or an error is never cleared: end of stream stays readable.
 # A poll the kernel ends (no IORING_CQE_F_MORE) is armed again, and arming reports at once what
 # is already waiting, so nothing is missed.
@@ -119,7 +119,7 @@ cdef class _StreamRx(_Receiver):
     cdef inline void drained(self, uint64_t seen) noexcept:
         """A read that began when ``wakeups`` was ``seen`` showed the socket empty: readable again
         only once the poll says so. A completion reaped meanwhile (by a poll in another thread:
-        the read releases the GIL) may be for bytes that came after the read, so it stays."""
+        a large read releases the GIL) may be for bytes that came after the read, so it stays."""
         if self.bits & STREAM_FINAL or self.wakeups != seen:
             return
         self.bits = 0
