@@ -11,7 +11,9 @@ Rules this package obeys:
 * Sockets come from :mod:`horizon_drivers.opening` (the core's option plan, applied and read
   back), then a ``cdef class`` takes over the descriptor: it owns it, closes it in ``close()`` or
   when collected, and raises :class:`~horizon_core.errors.SocketClosedError` on any use after.
-* The GIL is released around every syscall; EINTR is retried; would-block is ``BlockingIOError``.
+* The GIL is released around every syscall that can wait or moves 16 KiB or more (a smaller
+  nonblocking recv/send keeps it: see ``descriptor.pyx``); EINTR is retried; would-block is
+  ``BlockingIOError``.
 * The batch paths allocate no Python object per datagram: ``recv_batch`` fills a
   :class:`~horizon_core.buffers.Batch` with one recvmmsg, ``send_batch`` sends one with one
   sendmmsg, addresses stay in the pool's packed form.

@@ -6,8 +6,10 @@ Rules this module obeys:
 * ``TcpListener`` and ``TcpStream`` own their descriptors and close them in ``close()`` or
   ``__dealloc__``; a close racing a call in another thread is deferred until that call returns
   (``descriptor.OwnedDescriptor``).
-* Every syscall runs with the GIL released and is retried on EINTR; would-block is the builtin
-  ``BlockingIOError``; sends use MSG_NOSIGNAL, so a reset peer is an error, never SIGPIPE.
+* Every syscall that can wait or moves 16 KiB or more runs with the GIL released (a smaller
+  nonblocking recv/send keeps it: ``descriptor.pyx`` says why); each is retried on EINTR;
+  would-block is the builtin ``BlockingIOError``; sends use MSG_NOSIGNAL, so a reset peer is an
+  error, never SIGPIPE.
 * Accepted streams come from ``accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)`` and get the listener's
   config (nodelay, quickack, buffers, tos) through ``opening.configure_accepted``: the reference
   returned blocking, unconfigured streams.

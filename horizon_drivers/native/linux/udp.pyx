@@ -6,8 +6,9 @@ Rules this module obeys:
 * A ``UdpSocket`` owns its file descriptor: ``close()`` or ``__dealloc__`` closes it. A close that
   races a call running in another thread is deferred until that call returns, so a descriptor
   number is never reused under a syscall in flight (``descriptor.OwnedDescriptor``).
-* Every syscall runs with the GIL released and is retried on EINTR (after running signal
-  handlers, as PEP 475 asks). Would-block surfaces as the builtin ``BlockingIOError``.
+* Every syscall runs with the GIL released, except a single-datagram recv/send under 16 KiB
+  (``descriptor.pyx`` says why), and is retried on EINTR (after running signal handlers, as
+  PEP 475 asks). Would-block surfaces as the builtin ``BlockingIOError``.
 * The batch paths allocate no Python object per datagram: one ``recvmmsg`` writes payloads into
   the pool's slot memory, and lengths, true lengths (MSG_TRUNC), truncation flags, GRO strides and
   packed peer addresses go straight into the pool's arrays through typed memoryviews. Counts from
