@@ -379,9 +379,9 @@ class _SyncEcho:
         udp_token = -1 if self.udp_token is None else self.udp_token
         for event in self.runtime.poll_once(timeout):
             token = event[0]
-            if token == udp_token:
+            if token == udp_token and udp is not None:
                 # Checked first: a low-latency UDP server pays for every lookup on the way.
-                self._echo_udp(udp)  # type: ignore[arg-type]  # udp_token >= 0: udp is bound
+                self._echo_udp(udp)
                 continue
             connection = connections.get(token)
             if connection is None:
