@@ -67,6 +67,18 @@ def _wait_readable(rt: uring.Runtime, token: object) -> bool:
     return False
 
 
+def _drain(stream: uring.TcpStream, buffer: bytearray, got: bytearray, reads: int) -> None:
+    """Read as an echo loop does: until EAGAIN or a short read (at most ``reads`` reads)."""
+    for _ in range(reads):
+        try:
+            n = stream.recv_into(buffer)
+        except BlockingIOError:
+            return
+        got += buffer[:n]
+        if n < len(buffer):
+            return
+
+
 def _send_all(stream: uring.TcpStream, data: bytes, sizes: list[int]) -> None:
     sent = 0
     deadline = time.monotonic() + WAIT
@@ -216,14 +228,7 @@ def test_more_than_the_socket_buffer_arrives_in_order_through_events() -> None:
             for ev in rt.poll_once(0.01):
                 if ev.token != token:
                     continue
-                for _ in range(16):  # as an echo loop reads: until a short read
-                    try:
-                        n = server.recv_into(buffer)
-                    except BlockingIOError:
-                        break
-                    got += buffer[:n]
-                    if n < len(buffer):
-                        break
+                _drain(server, buffer, got, 16)
         assert bytes(got) == data
         assert server.poll_counters["armed"]
 
@@ -315,14 +320,7 @@ def test_reads_in_one_thread_while_another_polls_lose_no_readiness() -> None:
                         break
                     assert readable.wait(WAIT), f"no readiness with {want - len(got)} bytes unread"
                     readable.clear()
-                    for _ in range(100):
-                        try:
-                            n = server.recv_into(buffer)
-                        except BlockingIOError:
-                            break
-                        got += buffer[:n]
-                        if n < len(buffer):
-                            break
+                    _drain(server, buffer, got, 100)
         finally:
             stop.set()
             poller.join(WAIT)
