@@ -147,9 +147,11 @@ class HorizonSocketStream(NonblockingSocket, SocketStream):
     def __init__(self, sock: socket.socket, report: OptionReport, config: NetConfig) -> None:
         super().__init__(sock, report, config)
         self._receive_guard = ResourceGuard("reading from")
-        # Set when receive_into_nowait found nothing: the next waiting receive then waits for
-        # readability first (that wait is its checkpoint) instead of taking a checkpoint and
-        # repeating a read that would block.
+        # Set when a read found nothing, or less than it asked for (the kernel had no more):
+        # the next waiting receive then waits for readability first (that wait is its
+        # checkpoint) instead of taking a checkpoint and repeating a read that would most
+        # likely block. Level-triggered readiness makes it safe: bytes that arrived after the
+        # short read make the wait return at once.
         self._drained = False
         self._send_guard = ResourceGuard("writing to")
         self._readiness: Readiness = readiness_for_running_loop(sock)
@@ -167,6 +169,15 @@ class HorizonSocketStream(NonblockingSocket, SocketStream):
         if self._closed:
             raise ClosedResourceError
         return SocketAddress.from_sockaddr(self._sock.getpeername())
+
+    def _note_short_read(self, buffer: WritableBuffer, count: int) -> None:
+        # len() counts items, never more than the bytes: a read judged short is short. A buffer
+        # with no len() (a 0-dimensional view) is never judged short, so it only loses the saving.
+        try:
+            if count < len(buffer):
+                self._drained = True
+        except TypeError:
+            pass
 
     async def _first_wait(self) -> None:
         """A receive's one checkpoint, before it reads: a wait for readability right after a
@@ -212,10 +223,17 @@ class HorizonSocketStream(NonblockingSocket, SocketStream):
                     raise self._translate(exc) from exc
                 if not data:
                     raise EndOfStream
+                if len(data) < max_bytes:
+                    self._drained = True
                 return data
 
     async def receive_into(self, buffer: WritableBuffer) -> int:
         """Wait for bytes, write them at the start of ``buffer``, return how many (at least 1).
+
+        After a read shorter than its buffer (the kernel had no more), the next receive waits
+        for readability before it reads, as libuv's readers do, instead of trying a read that
+        would most likely fail; that wait is its checkpoint. This holds for :meth:`receive` and
+        :meth:`receive_into_nowait` too.
 
         Like :meth:`receive` (``receive(len(buffer))``) without allocating: ``EndOfStream`` after
         the peer's half close, never 0; ``ValueError`` for an empty ``buffer`` (as
@@ -242,7 +260,10 @@ class HorizonSocketStream(NonblockingSocket, SocketStream):
                     continue
                 except OSError as exc:
                     raise self._translate(exc) from exc
-                return count if count else _nothing_read(buffer)
+                if not count:
+                    _nothing_read(buffer)
+                self._note_short_read(buffer, count)
+                return count
 
     def receive_into_nowait(self, buffer: WritableBuffer) -> int:
         """What :meth:`receive_into` returns when bytes are waiting now; ``anyio.WouldBlock`` if not.
@@ -272,7 +293,10 @@ class HorizonSocketStream(NonblockingSocket, SocketStream):
                 raise WouldBlock from None
             except OSError as exc:
                 raise self._translate(exc) from exc
-            return count if count else _nothing_read(buffer)
+            if not count:
+                _nothing_read(buffer)
+            self._note_short_read(buffer, count)
+            return count
 
     def send_nowait(self, item: bytes | bytearray | memoryview) -> int:
         """Hand the kernel what it takes of ``item`` now; return how many bytes (at least 1).

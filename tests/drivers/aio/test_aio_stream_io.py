@@ -223,6 +223,86 @@ async def test_a_receive_after_a_dry_nowait_read_waits_and_is_still_a_checkpoint
         assert bytes(buffer[:n]) == b"late"[:n]
 
 
+class _CountingSocket:
+    """Stands in for a stream's socket and counts its reads (socket methods cannot be patched)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.reads = 0
+
+    def recv_into(self, buffer: bytearray) -> int:
+        self.reads += 1
+        return self._sock.recv_into(buffer)
+
+    def recv(self, size: int) -> bytes:
+        self.reads += 1
+        return self._sock.recv(size)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+@pytest.mark.parametrize("method", ["receive_into", "receive_into_nowait", "receive"])
+async def test_after_a_short_read_the_next_receive_waits_before_it_reads(method: str) -> None:
+    async with pair() as (client, server):
+        raw = server.extra(SocketAttribute.raw_socket)
+        counting = _CountingSocket(raw)
+        server._sock = counting  # type: ignore[assignment]
+        buffer = bytearray(8)
+        await client.send(b"x")
+        with anyio.fail_after(TIMEOUT):
+            await anyio.wait_readable(raw)
+        if method == "receive":
+            assert await server.receive(8) == b"x"
+        elif method == "receive_into":
+            assert await server.receive_into(buffer) == 1
+        else:
+            assert server.receive_into_nowait(buffer) == 1
+        # Short: the kernel had no more. The next receive waits for readability and then reads
+        # once, instead of trying a read that fails first.
+        before = counting.reads
+        async with anyio.create_task_group() as group:
+            group.start_soon(client.send, b"late")
+            with anyio.fail_after(TIMEOUT):
+                n = await server.receive_into(buffer)
+        assert bytes(buffer[:n]) == b"late"[:n]
+        assert counting.reads == before + 1
+
+
+async def test_bytes_arriving_after_a_short_read_are_still_received() -> None:
+    async with pair() as (client, server):
+        raw = server.extra(SocketAttribute.raw_socket)
+        buffer = bytearray(8)
+        await client.send(b"x")
+        with anyio.fail_after(TIMEOUT):
+            await anyio.wait_readable(raw)
+            assert await server.receive_into(buffer) == 1  # short
+            await client.send(b"y")  # arrives before the next receive waits
+            await anyio.wait_readable(raw)
+            assert await server.receive_into(buffer) == 1
+        assert buffer[:1] == b"y"
+
+
+async def test_a_full_read_is_not_taken_as_drained() -> None:
+    async with pair() as (client, server):
+        raw = server.extra(SocketAttribute.raw_socket)
+        counting = _CountingSocket(raw)
+        server._sock = counting  # type: ignore[assignment]
+        buffer = bytearray(4)
+        await client.send(b"abcdefgh")
+        with anyio.fail_after(TIMEOUT):
+            while True:  # loopback may deliver the 8 bytes in pieces: wait for all of them
+                await anyio.wait_readable(raw)
+                if len(raw.recv(16, socket.MSG_PEEK)) == 8:
+                    break
+                await anyio.sleep(0.001)
+            assert await server.receive_into(buffer) == 4  # full: more may be waiting
+            before = counting.reads
+            assert await server.receive_into(buffer) == 4  # read at once, after a checkpoint
+        assert counting.reads == before + 1
+        assert buffer == b"efgh"
+
+
 async def test_send_nowait_raises_would_block_when_the_buffer_is_full() -> None:
     async with pair() as (client, server):
         raw = client.extra(SocketAttribute.raw_socket)
