@@ -174,10 +174,9 @@ class HorizonSocketStream(NonblockingSocket, SocketStream):
         # len() counts items, never more than the bytes: a read judged short is short. A buffer
         # with no len() (a 0-dimensional view) is never judged short, so it only loses the saving.
         try:
-            if count < len(buffer):
-                self._drained = True
+            self._drained = count < len(buffer)
         except TypeError:
-            pass
+            self._drained = False
 
     async def _first_wait(self) -> None:
         """A receive's one checkpoint, before it reads: a wait for readability right after a
@@ -223,8 +222,7 @@ class HorizonSocketStream(NonblockingSocket, SocketStream):
                     raise self._translate(exc) from exc
                 if not data:
                     raise EndOfStream
-                if len(data) < max_bytes:
-                    self._drained = True
+                self._drained = len(data) < max_bytes
                 return data
 
     async def receive_into(self, buffer: WritableBuffer) -> int:

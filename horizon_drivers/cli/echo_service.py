@@ -571,33 +571,26 @@ def _serve_async(
     async def echo_tcp(stream: anyio.abc.SocketStream) -> None:
         totals["tcp_connections"] += 1
         assert isinstance(stream, aio.HorizonSocketStream)
-        # One buffer per connection, read with receive_into: no object allocated per read. After
-        # a full read the nowait call takes what the kernel still has (no trip through the event
-        # loop); after a short one (the kernel had no more) the awaited call waits for
-        # readability first, as libuv's reader does, so a ping-pong costs no failing read. A
-        # checkpoint every _AIO_BURST reads keeps a stream that never runs dry from starving the
-        # others.
+        # One buffer per connection, read with receive_into: no object allocated per read. The
+        # nowait calls move bytes while the kernel has them (no trip through the event loop),
+        # even after a short read: with 256 messages in flight, bytes have usually arrived by
+        # the time the echo is sent (waiting first after a short read, as receive_into alone
+        # does, measured about 10% fewer pipelined messages/s and a 1.5 us lower ping-pong p50).
+        # The awaited call waits when the kernel has none, and a checkpoint every _AIO_BURST
+        # reads keeps a stream that never runs dry from starving the others.
         buffer = bytearray(_AIO_TCP_CHUNK)
         view = memoryview(buffer)
         receive_nowait, send_nowait = stream.receive_into_nowait, stream.send_nowait
         checkpoint = anyio.lowlevel.checkpoint
         burst = 0
-        n = _AIO_TCP_CHUNK
         async with stream:
             try:
                 while True:
-                    if n < _AIO_TCP_CHUNK:
-                        # The last read was short: the kernel had nothing more, so wait (the
-                        # stream waits for readability first) rather than try a read that
-                        # would most likely fail.
+                    try:
+                        n = receive_nowait(buffer)
+                    except anyio.WouldBlock:
                         n = await stream.receive_into(buffer)
                         burst = 0
-                    else:
-                        try:
-                            n = receive_nowait(buffer)
-                        except anyio.WouldBlock:
-                            n = await stream.receive_into(buffer)
-                            burst = 0
                     try:
                         sent = send_nowait(view[:n])
                     except anyio.WouldBlock:
