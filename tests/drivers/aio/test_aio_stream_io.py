@@ -242,12 +242,18 @@ class _CountingSocket:
         return getattr(self._sock, name)
 
 
+def _count_reads(stream: HorizonSocketStream) -> tuple[socket.socket, _CountingSocket]:
+    """Put a counting stand-in under ``stream``; return the real socket and the counter."""
+    raw: socket.socket = stream.extra(SocketAttribute.raw_socket)
+    counting = _CountingSocket(raw)
+    stream._sock = counting  # type: ignore[assignment]
+    return raw, counting
+
+
 @pytest.mark.parametrize("method", ["receive_into", "receive_into_nowait", "receive"])
 async def test_after_a_short_read_the_next_receive_waits_before_it_reads(method: str) -> None:
     async with pair() as (client, server):
-        raw = server.extra(SocketAttribute.raw_socket)
-        counting = _CountingSocket(raw)
-        server._sock = counting  # type: ignore[assignment]
+        raw, counting = _count_reads(server)
         buffer = bytearray(8)
         await client.send(b"x")
         with anyio.fail_after(TIMEOUT):
@@ -285,9 +291,7 @@ async def test_bytes_arriving_after_a_short_read_are_still_received() -> None:
 
 async def test_a_full_read_is_not_taken_as_drained() -> None:
     async with pair() as (client, server):
-        raw = server.extra(SocketAttribute.raw_socket)
-        counting = _CountingSocket(raw)
-        server._sock = counting  # type: ignore[assignment]
+        raw, counting = _count_reads(server)
         buffer = bytearray(4)
         await client.send(b"abcdefgh")
         with anyio.fail_after(TIMEOUT):
