@@ -180,8 +180,8 @@ class HorizonSocketStream(NonblockingSocket, SocketStream):
 
     async def _first_wait(self) -> None:
         """A receive's one checkpoint, before it reads: a wait for readability right after a
-        nowait read found nothing, a plain checkpoint otherwise. Either way nothing has been
-        read yet, so a cancellation here loses nothing."""
+        read found nothing or less than it asked for, a plain checkpoint otherwise. Either way
+        nothing has been read yet, so a cancellation here loses nothing."""
         if self._drained:
             self._drained = False
             # anyio delivers a task's cancellation of its own scope at its next checkpoint, but

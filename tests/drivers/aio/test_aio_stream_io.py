@@ -295,11 +295,13 @@ async def test_a_full_read_is_not_taken_as_drained() -> None:
         buffer = bytearray(4)
         await client.send(b"abcdefgh")
         with anyio.fail_after(TIMEOUT):
-            while True:  # loopback may deliver the 8 bytes in pieces: wait for all of them
+            for _ in range(1000):  # loopback may deliver the 8 bytes in pieces: wait for all
                 await anyio.wait_readable(raw)
                 if len(raw.recv(16, socket.MSG_PEEK)) == 8:
                     break
                 await anyio.sleep(0.001)
+            else:
+                pytest.fail("the 8 bytes never all arrived")
             assert await server.receive_into(buffer) == 4  # full: more may be waiting
             before = counting.reads
             assert await server.receive_into(buffer) == 4  # read at once, after a checkpoint
