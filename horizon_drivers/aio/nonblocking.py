@@ -10,6 +10,12 @@ Rules this module obeys:
 * Every kernel call goes through :meth:`NonblockingSocket._when_ready`: try the call, wait for
   readiness on ``BlockingIOError``, try again. Its only await comes before the call succeeds,
   so a cancelled operation has taken or sent nothing (:mod:`horizon_drivers.aio.checkpoints`).
+* ``NetConfig.spin_budget`` (microseconds) makes a receive that would wait poll first: for that
+  long it retries at every pass of the event loop (a checkpoint between tries, so other tasks and
+  callbacks keep running and the loop polls without sleeping), and only then waits for
+  readiness. A wake-up from a sleeping poll costs microseconds that a spinning receive does not
+  pay, at the price of a busy CPU while it spins, as with the native runtime's spin. Sends never
+  spin: a full send buffer drains at the peer's pace.
 * A kernel error becomes anyio's ``ClosedResourceError`` (the socket was closed) or
   ``BrokenResourceError`` (anything else), the OSError as its ``__cause__``.
 """
@@ -19,6 +25,7 @@ from __future__ import annotations
 import errno
 import socket
 from collections.abc import Awaitable, Callable, Mapping
+from time import monotonic_ns
 from typing import Any, TypeVar
 
 import anyio
@@ -49,6 +56,7 @@ class NonblockingSocket:
         self._config = config
         self._closed = False
         self._checkpoint = checkpoint_for_running_loop()
+        self._spin_ns = (config.spin_budget or 0) * 1000
 
     @property
     def _raw_socket(self) -> socket.socket:
@@ -114,20 +122,45 @@ class NonblockingSocket:
             return ClosedResourceError()
         return BrokenResourceError(f"{exc.strerror or exc}")
 
+    async def _spin_step(self, until: int) -> int:
+        """One step of a spinning receive (module docstring); ``until`` is 0 on the first.
+
+        Takes a checkpoint and returns the spin's end (``monotonic_ns``) while the budget lasts;
+        returns -1 without waiting once it is spent: the caller then waits for readiness.
+        """
+        now = monotonic_ns()
+        if not until:
+            until = now + self._spin_ns
+        elif now >= until:
+            return -1
+        await self._checkpoint()
+        return until
+
     async def _when_ready(
-        self, attempt: Callable[[], _T], wait: Wait, retry: frozenset[int] = frozenset()
+        self,
+        attempt: Callable[[], _T],
+        wait: Wait,
+        retry: frozenset[int] = frozenset(),
+        *,
+        spin: bool = False,
     ) -> _T:
         """``attempt()``'s result, waiting with ``wait`` while it would block.
 
         Errors whose errno is in ``retry`` are tried again at once; others are translated.
+        ``spin`` (receives): poll for ``spin_budget`` before the first wait.
         """
         sock = self._sock
+        spinning = 0 if spin and self._spin_ns else -1
         while True:
             if self._closed:
                 raise ClosedResourceError
             try:
                 return attempt()
             except BlockingIOError:
+                if spinning >= 0:
+                    spinning = await self._spin_step(spinning)
+                    if spinning > 0:
+                        continue
                 await wait(sock)
             except OSError as exc:
                 if exc.errno in retry:

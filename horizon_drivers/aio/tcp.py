@@ -180,10 +180,16 @@ class HorizonSocketStream(NonblockingSocket, SocketStream):
 
     async def _first_wait(self) -> None:
         """A receive's one checkpoint, before it reads: a wait for readability right after a
-        read found nothing or less than it asked for, a plain checkpoint otherwise. Either way
-        nothing has been read yet, so a cancellation here loses nothing."""
+        read found nothing or less than it asked for (unless the config spins), a plain
+        checkpoint otherwise. Either way nothing has been read yet, so a cancellation here loses
+        nothing."""
         if self._drained:
             self._drained = False
+            if self._spin_ns:
+                # Spinning polls the socket (the read's BlockingIOError starts the spin) rather
+                # than sleeping on it; the plain checkpoint is the receive's one checkpoint.
+                await self._checkpoint()
+                return
             # anyio delivers a task's cancellation of its own scope at its next checkpoint, but
             # never to a task whose awaited future is already done: a wait that a readable socket
             # completes in the same loop pass (uvloop) would read instead of raising. Where that
@@ -210,12 +216,17 @@ class HorizonSocketStream(NonblockingSocket, SocketStream):
         with self._receive_guard:
             await self._first_wait()
             recv = self._sock.recv
+            spinning = 0 if self._spin_ns else -1
             while True:
                 if self._closed:
                     raise ClosedResourceError
                 try:
                     data = recv(max_bytes)
                 except BlockingIOError:
+                    if spinning >= 0:
+                        spinning = await self._spin_step(spinning)
+                        if spinning > 0:
+                            continue
                     await self._readiness.wait_readable()
                     continue
                 except OSError as exc:
@@ -248,12 +259,17 @@ class HorizonSocketStream(NonblockingSocket, SocketStream):
         with self._receive_guard:
             await self._first_wait()
             recv_into = self._sock.recv_into
+            spinning = 0 if self._spin_ns else -1
             while True:
                 if self._closed:
                     raise ClosedResourceError
                 try:
                     count = recv_into(buffer)
                 except BlockingIOError:
+                    if spinning >= 0:
+                        spinning = await self._spin_step(spinning)
+                        if spinning > 0:
+                            continue
                     await self._readiness.wait_readable()
                     continue
                 except OSError as exc:

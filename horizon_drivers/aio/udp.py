@@ -217,7 +217,9 @@ class _DatagramSocket(NonblockingSocket):
             if self._pending:
                 return self._drain_pending(batch)
             engine = self._engine
-            return await self._when_ready(lambda: engine.recv_batch(batch), _wait_readable)
+            return await self._when_ready(
+                lambda: engine.recv_batch(batch), _wait_readable, spin=True
+            )
 
     async def send_batch(self, datagrams: OutgoingDatagrams, start: int = 0) -> int:
         """Wait until writable, then send datagrams ``start..`` in one call; return how many went.
@@ -314,7 +316,9 @@ class _DatagramSocket(NonblockingSocket):
                 raise ClosedResourceError
             if self._pending:
                 return self._pending.popleft()
-            data, sockaddr = await self._when_ready(partial(self._receive_message, connected), _wait_readable)
+            data, sockaddr = await self._when_ready(
+                partial(self._receive_message, connected), _wait_readable, spin=True
+            )
             return self._make_item(data, sockaddr, connected)
 
     async def _send_to(self, data: bytes, target: Any) -> None:
