@@ -19,7 +19,8 @@ it is given, does its one job and talks to the parent in JSON lines on stdout:
   ``server_cpu_windowed_s``, that process's CPU time over the run. TCP is a streaming
   throughput run, a ping-pong round-trip run, then (native generator only) a pipelined run:
   ``--pipeline`` messages of ``--size`` bytes in flight on one connection, messages per second
-  and each message's round trip. Round trips carry the whole CDF (``CDF_PROBABILITIES``).
+  and each message's round trip; TCP ``--mode rtt`` leaves out the throughput run. Round
+  trips carry the whole CDF (``CDF_PROBABILITIES``).
   Where the native generator is unavailable, TCP falls back to the Python client in
   :mod:`~horizon_drivers.bench.tcp_client` (the result's ``load_generator`` says which ran);
 * either prints ``{"error": "one line"}`` and exits 2 when it cannot do its job.
@@ -181,8 +182,11 @@ def _udp(target: SocketAddress, args: argparse.Namespace) -> dict[str, object]:
 def _native_tcp(target: SocketAddress, args: argparse.Namespace) -> dict[str, object]:
     from horizon_drivers.bench.loadgen import run_tcp_pipelined, run_tcp_rtt, run_tcp_throughput
 
-    bulk = run_tcp_throughput(target, duration=args.duration, warmup=args.warmup,
-                              connections=args.connections, size=TCP_CHUNK, timeout=_TCP_TIMEOUT)
+    bulk: dict[str, Any] = {}
+    if args.mode != "rtt":
+        bulk = run_tcp_throughput(target, duration=args.duration, warmup=args.warmup,
+                                  connections=args.connections, size=TCP_CHUNK,
+                                  timeout=_TCP_TIMEOUT)
     # One message in flight, the client spinning, as for UDP's window-1 round trips.
     ping = run_tcp_rtt(target, duration=args.duration, warmup=args.warmup, size=args.size,
                        busy_wait=True, timeout=_TCP_TIMEOUT, quantiles=CDF_PROBABILITIES)
@@ -190,12 +194,10 @@ def _native_tcp(target: SocketAddress, args: argparse.Namespace) -> dict[str, ob
     pipelined = run_tcp_pipelined(target, duration=args.duration, warmup=args.warmup,
                                   size=args.size, pipeline=args.pipeline, timeout=_TCP_TIMEOUT,
                                   quantiles=CDF_PROBABILITIES)
+    bulk_keys = ("bytes_per_s", "bytes", "seconds", "connections", "drained")
+    streaming: dict[str, object] = {key: bulk[key] for key in bulk_keys if key in bulk}
     return {
-        "bytes_per_s": bulk["bytes_per_s"],
-        "bytes": bulk["bytes"],
-        "seconds": bulk["seconds"],
-        "connections": bulk["connections"],
-        "drained": bulk["drained"],
+        **streaming,
         "round_trips_per_s": ping["rate"],
         "rtt": _summary(LatencySummary.from_load_generator(ping["rtt_ns"])),
         "messages_per_s": pipelined["rate"],

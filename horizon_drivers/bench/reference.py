@@ -65,7 +65,7 @@ def reference_status() -> tuple[bool, str]:
 class ReferenceServer:
     """One C echo server (``udp`` or ``tcp``) bound to ``address`` with ``config`` applied.
 
-    ``spin_us`` (UDP only) busy-polls that many microseconds before each blocking wait;
+    ``spin_us`` busy-polls that many microseconds before each blocking wait;
     ``batch`` is the UDP recvmmsg/sendmmsg batch. Binding errors raise here, before anything
     runs. Use it as a context manager: leaving closes the socket and the stop pipe.
 
@@ -127,7 +127,7 @@ class ReferenceServer:
             counts = self._c.serve_udp(self._sock.fileno(), self._wake_r, batch=self.batch,
                                        spin_us=self.spin_us)
         else:
-            counts = self._c.serve_tcp(self._sock.fileno(), self._wake_r)
+            counts = self._c.serve_tcp(self._sock.fileno(), self._wake_r, spin_us=self.spin_us)
         counts["protocol"] = self.protocol
         return counts
 

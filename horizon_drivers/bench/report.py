@@ -17,6 +17,7 @@ import attrs
 from horizon_drivers.bench.latency import LatencySummary
 from horizon_drivers.bench.reference import REFERENCE
 from horizon_drivers.bench.runner import Measurement
+from horizon_drivers.bench.scenarios import SPIN_SCENARIOS
 from horizon_drivers.cli.machine import MachineDescription
 
 __all__ = ["PROTOCOLS", "BenchReport", "Contender", "RoundsReport", "RoundsRow"]
@@ -198,9 +199,11 @@ class RoundsRow:
         results = self._results()
         if not results:
             return {}
-        rates = [float(r["rate"]) for r in results]
+        # UDP's rate is datagrams per second; TCP's, messages per second with many in flight.
+        rates = [float(r["rate"] if "rate" in r else r["messages_per_s"]) for r in results]
         per_cpu = [float(r["total_received"]) / m.server_cpu_seconds for m in self.rounds
-                   if (r := m.result) is not None and m.server_cpu_seconds]
+                   if (r := m.result) is not None and "total_received" in r
+                   and m.server_cpu_seconds]
         rtts = [LatencySummary.from_dict(r["rtt"]) for r in results
                 if isinstance(r.get("rtt"), dict)]
         return {
@@ -249,7 +252,7 @@ class RoundsReport:
     def c_label(self, label: str) -> str:
         """The C row ``label`` is compared with: ``c``, or in ``spin`` the C row of the same
         mode (``c-spin`` for spinning rows, ``c-blocking`` for the others)."""
-        if self.scenario != "spin":
+        if self.scenario not in SPIN_SCENARIOS:
             return REFERENCE
         return f"{REFERENCE}-spin" if label.endswith("-spin") else f"{REFERENCE}-blocking"
 
@@ -257,7 +260,7 @@ class RoundsReport:
         """``label`` against its C row (:meth:`c_label`), higher is better: the median rate
         over C's, or in ``spin`` C's median p50 round trip over ``label``'s."""
         base = self.c_label(label)
-        if self.scenario == "spin":
+        if self.scenario in SPIN_SCENARIOS:
             return self.ratio(base, label, "p50_us")
         return self.ratio(label, base)
 

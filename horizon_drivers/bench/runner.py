@@ -191,8 +191,10 @@ def measure(
         cpu: float | None = None
         try:
             ready = _message(_read_line(server, READY_TIMEOUT, server_err), server_err)
-            # Mode both: UDP windowed then window 1, TCP bulk, ping-pong, then pipelined.
-            runs = 1 if mode != "both" else 2 if protocol == "udp" else 3
+            # UDP mode both: windowed then window 1. TCP: bulk (not in mode rtt), ping-pong,
+            # then pipelined.
+            udp_runs = 2 if mode == "both" else 1
+            runs = udp_runs if protocol == "udp" else 2 if mode == "rtt" else 3
             budget = runs * (duration + warmup) + LOAD_GRACE
             cpu_before = cpu_seconds(server.pid)
             load = subprocess.Popen(

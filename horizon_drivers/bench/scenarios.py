@@ -7,6 +7,9 @@
 * ``spin`` — UDP round trip, one datagram in flight, the client spinning: the native server
   with a spin budget (``NetConfig.spin_budget``: busy-poll before blocking) against the same
   server blocking in epoll, and the C reference server both ways (``c-spin``, ``c-blocking``);
+* ``tcp-spin`` — the same for TCP on one connection, with the anyio driver too (its receives
+  retry at every event-loop pass while the budget lasts): the ping-pong round trip, and
+  messages per second with 256 in flight;
 * ``aio-backends`` — UDP echo throughput of the anyio driver on each anyio backend (asyncio,
   uvloop, trio), with its batches (``receive_batch``/``send_batch``) and per datagram
   (``receive``/``send``), against plain ``anyio.create_udp_socket`` on the same backend and a
@@ -19,6 +22,8 @@ medians.
 Example:
     >>> [e.label for e in ROUNDS_SCENARIOS["spin"].entries(50)]
     ['native-spin', 'native-blocking', 'c-spin', 'c-blocking']
+    >>> ROUNDS_SCENARIOS["tcp-spin"].protocol
+    'tcp'
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import attrs
 from horizon_drivers import registry
 from horizon_drivers.bench.peers import BACKENDS, backend_status, peer_status
 
-__all__ = ["ROUNDS_SCENARIOS", "SCENARIO_NAMES", "Entry", "Scenario"]
+__all__ = ["ROUNDS_SCENARIOS", "SCENARIO_NAMES", "SPIN_SCENARIOS", "Entry", "Scenario"]
 
 
 @attrs.frozen
@@ -61,12 +66,13 @@ class Entry:
 
 @attrs.frozen
 class Scenario:
-    """A rounds scenario: what it measures (``mode``: the child's UDP load mode) and who runs."""
+    """A rounds scenario: what it measures (``mode``: the child's load mode) and who runs."""
 
     name: str
     mode: str  # "throughput" or "rtt"
     title: str
     entries: Callable[[int], tuple[Entry, ...]]  # from the spin budget (µs)
+    protocol: str = "udp"
 
 
 def _gso(spin_budget: int) -> tuple[Entry, ...]:
@@ -84,6 +90,18 @@ def _spin(spin_budget: int) -> tuple[Entry, ...]:
     return (
         Entry("native-spin", "native", server_args=spin),
         Entry("native-blocking", "native"),
+        Entry("c-spin", "c", server_args=spin),
+        Entry("c-blocking", "c"),
+    )
+
+
+def _tcp_spin(spin_budget: int) -> tuple[Entry, ...]:
+    spin = ("--spin-budget", str(spin_budget))
+    return (
+        Entry("native-spin", "native", server_args=spin),
+        Entry("native-blocking", "native"),
+        Entry("aio-spin", "aio", server_args=spin),
+        Entry("aio-blocking", "aio"),
         Entry("c-spin", "c", server_args=spin),
         Entry("c-blocking", "c"),
     )
@@ -108,9 +126,14 @@ ROUNDS_SCENARIOS: dict[str, Scenario] = {
                     _gso),
     "spin": Scenario("spin", "rtt", "UDP round trip, window 1, spin budget vs blocking epoll",
                      _spin),
+    "tcp-spin": Scenario("tcp-spin", "rtt",
+                         "TCP round trip and pipelined messages, spin budget vs blocking",
+                         _tcp_spin, protocol="tcp"),
     "aio-backends": Scenario("aio-backends", "throughput",
                              "UDP echo throughput of the anyio driver on each backend",
                              _aio_backends),
 }
+#: The scenarios comparing servers that spin with the same servers blocking.
+SPIN_SCENARIOS: frozenset[str] = frozenset({"spin", "tcp-spin"})
 #: The names ``--scenario`` accepts, the default first.
 SCENARIO_NAMES: tuple[str, ...] = ("echo", *ROUNDS_SCENARIOS)

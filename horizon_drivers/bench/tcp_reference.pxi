@@ -15,6 +15,7 @@ cdef struct Conn:
 cdef struct TcpServer:
     int listener
     int ep
+    long long spin_ns        # busy-poll epoll_wait(0) this long before each blocking wait
     unsigned char *buf       # C_TCP_BUFFER bytes, shared by every connection
     epoll_event *events
     Conn *conns              # every open connection, so the end can close them all
@@ -29,7 +30,9 @@ cdef struct TcpCounts:
     uint64_t bytes_sent
     uint64_t recv_calls
     uint64_t send_calls
-    uint64_t waits
+    uint64_t waits             # blocking epoll_waits
+    uint64_t spins             # epoll_wait(0) calls while spinning
+    uint64_t spin_wins         # spins that found an event before the budget ran out
     uint64_t blocked_writes    # times a connection had to wait for EPOLLOUT
     uint64_t open_at_stop
     int error
@@ -197,9 +200,23 @@ cdef int _tcp_serve(TcpServer *s, TcpCounts *c) noexcept nogil:
     cdef int n, i, rc
     cdef Conn *conn
     cdef unsigned int ev
+    cdef long long until
     while True:
-        n = epoll_wait(s.ep, s.events, EVENTS, -1)
-        c.waits += 1
+        n = 0
+        if s.spin_ns > 0:
+            # As the UDP loop: poll with a zero timeout until something is ready or the budget
+            # is spent, then block.
+            until = _now_ns() + s.spin_ns
+            while True:
+                n = epoll_wait(s.ep, s.events, EVENTS, 0)
+                c.spins += 1
+                if n != 0 or _now_ns() >= until:
+                    break
+            if n > 0:
+                c.spin_wins += 1
+        if n == 0:
+            n = epoll_wait(s.ep, s.events, EVENTS, -1)
+            c.waits += 1
         if n < 0:
             if errno == EINTR:
                 continue
@@ -226,15 +243,16 @@ cdef int _tcp_serve(TcpServer *s, TcpCounts *c) noexcept nogil:
                 c.closed += 1
 
 
-def serve_tcp(int listener, int stop_fd):
+def serve_tcp(int listener, int stop_fd, *, int spin_us=0):
     """Echo on every connection the TCP ``listener`` accepts until ``stop_fd`` is readable.
 
     ``listener`` (a listening nonblocking TCP socket) and ``stop_fd`` are the caller's,
     borrowed for the call. The connections it accepts are this function's: TCP_NODELAY is set
-    on each, and each is closed on EOF, on an error, or when the call returns. Returns the
-    counters: ``accepted``, ``closed``, ``resets``, ``accept_errors``, ``bytes_received``,
-    ``bytes_sent``, ``recv_calls``, ``send_calls``, ``waits``, ``blocked_writes`` and
-    ``open_at_stop``. OSError when the loop itself fails.
+    on each, and each is closed on EOF, on an error, or when the call returns. ``spin_us`` > 0
+    busy-polls ``epoll_wait(0)`` that long before each blocking wait. Returns the counters:
+    ``accepted``, ``closed``, ``resets``, ``accept_errors``, ``bytes_received``,
+    ``bytes_sent``, ``recv_calls``, ``send_calls``, ``waits``, ``spins``, ``spin_wins``,
+    ``blocked_writes``, ``open_at_stop`` and ``spin_us``. OSError when the loop itself fails.
 
     Example:
         >>> serve_tcp(-1, -1)
@@ -246,10 +264,13 @@ def serve_tcp(int listener, int stop_fd):
     cdef TcpCounts c
     cdef epoll_event ev
     _check_fds(listener, stop_fd)
+    if not 0 <= spin_us <= C_MAX_SPIN_US:
+        raise ValueError(f"spin_us must be 0..{C_MAX_SPIN_US}, got {spin_us}")
     memset(&s, 0, sizeof(s))
     memset(&c, 0, sizeof(c))
     s.listener = listener
     s.ep = -1
+    s.spin_ns = <long long>spin_us * 1000
     try:
         s.buf = <unsigned char *>malloc(C_TCP_BUFFER)
         s.events = <epoll_event *>calloc(EVENTS, sizeof(epoll_event))
@@ -276,8 +297,9 @@ def serve_tcp(int listener, int stop_fd):
             "accepted": c.accepted, "closed": c.closed, "resets": c.resets,
             "accept_errors": c.accept_errors, "bytes_received": c.bytes_received,
             "bytes_sent": c.bytes_sent, "recv_calls": c.recv_calls, "send_calls": c.send_calls,
-            "waits": c.waits, "blocked_writes": c.blocked_writes,
-            "open_at_stop": c.open_at_stop,
+            "waits": c.waits, "spins": c.spins, "spin_wins": c.spin_wins,
+            "blocked_writes": c.blocked_writes, "open_at_stop": c.open_at_stop,
+            "spin_us": spin_us,
         }
     finally:
         if s.ep >= 0:

@@ -23,10 +23,11 @@ Round-trip CDFs come from the generator's quantiles (every percent and the tail)
 percentiles.
 
 That is ``--scenario echo``, the default. The other scenarios
-(:mod:`horizon_drivers.bench.scenarios`) run UDP only, in ``--rounds`` interleaved rounds, and
-report medians and replies per server CPU-second: ``gso`` (native GSO replies vs plain sendmmsg
-vs C vs stdlib and uvloop), ``spin`` (the spin-budget round trip, native and C) and
-``aio-backends`` (the anyio driver on asyncio, uvloop and trio vs plain anyio vs uvloop).
+(:mod:`horizon_drivers.bench.scenarios`) run in ``--rounds`` interleaved rounds and report
+medians: ``gso`` (UDP: native GSO replies vs plain sendmmsg vs C vs stdlib and uvloop), ``spin``
+(the UDP spin-budget round trip, native and C), ``tcp-spin`` (the TCP ping-pong round trip and
+pipelined messages, spinning vs blocking: native, aio and C) and ``aio-backends`` (UDP: the anyio
+driver on asyncio, uvloop and trio vs plain anyio vs uvloop).
 
 ``--scenario echo`` prints a table with ratios to ``--baseline`` (default ``stdlib``: higher is
 better for every ratio) and to ``c``, progress on stderr while it runs, and the machine it ran on; ``--json
@@ -57,7 +58,12 @@ from horizon_drivers.bench.peers import PEER_NAMES, peer_status
 from horizon_drivers.bench.reference import REFERENCE
 from horizon_drivers.bench.report import PROTOCOLS, BenchReport, Contender, RoundsReport, RoundsRow
 from horizon_drivers.bench.runner import Measurement, Placement, measure
-from horizon_drivers.bench.scenarios import ROUNDS_SCENARIOS, SCENARIO_NAMES, Scenario
+from horizon_drivers.bench.scenarios import (
+    ROUNDS_SCENARIOS,
+    SCENARIO_NAMES,
+    SPIN_SCENARIOS,
+    Scenario,
+)
 from horizon_drivers.cli.echo_service import IN_MEMORY_DRIVERS
 from horizon_drivers.cli.failures import CommandError
 from horizon_drivers.cli.machine import describe_machine
@@ -128,16 +134,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--scenario", default="echo", metavar="NAME",
                         help="what to measure: echo (default: every driver and peer, UDP and "
                         "TCP), gso (native GSO replies vs plain vs stdlib/uvloop UDP), spin "
-                        "(spin-budget round trip), aio-backends (anyio driver on each backend "
-                        "vs plain anyio vs uvloop)")
+                        "(UDP spin-budget round trip), tcp-spin (TCP round trip and pipelined "
+                        "messages, spinning vs blocking), aio-backends (anyio driver on each "
+                        "backend vs plain anyio vs uvloop)")
     parser.add_argument("--rounds", type=int, default=None, metavar="N",
                         help="interleaved rounds per server, medians reported (gso, spin, "
-                        "aio-backends; default 3)")
+                        "tcp-spin, aio-backends; default 3)")
     parser.add_argument("--buffer", type=int, default=4 * 1024 * 1024, metavar="BYTES",
-                        help="server SO_RCVBUF/SO_SNDBUF in gso, spin, aio-backends "
+                        help="server SO_RCVBUF/SO_SNDBUF in gso, spin, tcp-spin, aio-backends "
                         "(default 4 MiB)")
     parser.add_argument("--spin-budget", type=int, default=50, metavar="US",
-                        help="spin budget of the spin scenario's native-spin server (default 50)")
+                        help="spin budget of the spinning servers in spin and tcp-spin "
+                        "(default 50)")
     parser.add_argument("--duration", type=float, default=1.5, metavar="SECONDS",
                         help="seconds per measurement (default 1.5: about a minute in all)")
     parser.add_argument("--drivers", metavar="LIST",
@@ -289,7 +297,8 @@ def _validate(args: argparse.Namespace) -> None:
                            f"{', '.join(SCENARIO_NAMES)}")
     if args.scenario == "echo":
         if args.rounds not in (None, 1):
-            raise CommandError("--rounds applies to --scenario gso, spin and aio-backends")
+            raise CommandError("--rounds applies to --scenario gso, spin, tcp-spin and "
+                               "aio-backends")
     else:
         given = [f"--{name}" for name in _ECHO_ONLY if getattr(args, name) is not None]
         if given:
@@ -450,7 +459,7 @@ def _run_rounds(args: argparse.Namespace, scenario: Scenario) -> int:
             if skipped[entry] is not None:
                 continue
             done += 1
-            m = measure(entry.contender, "udp", placement, duration=args.duration,
+            m = measure(entry.contender, scenario.protocol, placement, duration=args.duration,
                         warmup=warmup, size=args.size, window=args.window, mode=scenario.mode,
                         server_args=(*entry.server_args, "--buffer", str(args.buffer)))
             rounds[index].append(m)
@@ -464,7 +473,8 @@ def _run_rounds(args: argparse.Namespace, scenario: Scenario) -> int:
         "scenario": scenario.name, "rounds": args.rounds, "duration": args.duration,
         "warmup": warmup, "size": args.size,
         "window": 1 if scenario.mode == "rtt" else args.window, "buffer": args.buffer,
-        "spin_budget": args.spin_budget if scenario.name == "spin" else None,
+        "spin_budget": args.spin_budget if scenario.name in SPIN_SCENARIOS else None,
+        "protocol": scenario.protocol,
         "placement": placement.describe(), "server_cpu": placement.server_cpu,
         "load_cpu": placement.load_cpu, "elapsed": round(time.monotonic() - started, 1),
     }
@@ -481,6 +491,9 @@ def _describe_round(m: Measurement, scenario: Scenario) -> str:
     cpu = f", server CPU {m.server_cpu_seconds:.2f}s" if m.server_cpu_seconds else ""
     if scenario.mode == "rtt":
         rtt = m.result.get("rtt") or {}
+        if scenario.protocol == "tcp":
+            return (f"p50 {rtt.get('p50_us', 0.0):.1f} us, "
+                    f"{m.result.get('messages_per_s', 0.0):,.0f} messages/s pipelined{cpu}")
         return f"p50 {rtt.get('p50_us', 0.0):.1f} us{cpu}"
     return f"{m.result['rate']:,.0f} datagrams/s, lost {m.result['lost']}{cpu}"
 
@@ -512,7 +525,8 @@ def _ratio_columns(report: RoundsReport) -> list[tuple[str, Callable[[RoundsRow]
 def render_rounds(report: RoundsReport, title: str) -> str:
     """The table of a rounds scenario (medians over rounds), its heading and notes."""
     s = report.settings
-    rtt = report.scenario == "spin"
+    rtt = report.scenario in SPIN_SCENARIOS
+    tcp = s.get("protocol") == "tcp"
     backend = any(r.backend for r in report.rows)
     rows: list[list[str]] = []
     notes: list[str] = []
@@ -524,7 +538,12 @@ def render_rounds(report: RoundsReport, title: str) -> str:
         notes.extend(f"{r.label} {r.backend}: {e}".replace("  ", " ") for e in r.errors())
         m = r.summary()
         cells = [r.label] + ([r.backend] if backend else [])
-        if rtt:
+        if tcp:
+            pipelined = report.ratio(r.label, report.c_label(r.label))
+            cells += [_num(m.get("p50_us"), 1), _num(m.get("p99_us"), 1),
+                      _num(m.get("p999_us"), 1), _ratio(report.ratio_to_c(r.label)),
+                      _num(m.get("median_rate")), _ratio(pipelined), _num(m.get("samples"))]
+        elif rtt:
             cells += [_num(m.get("p50_us"), 1), _num(m.get("p99_us"), 1),
                       _num(m.get("p999_us"), 1), _ratio(report.ratio_to_c(r.label)),
                       _num(m.get("median_rate")),
@@ -535,22 +554,42 @@ def render_rounds(report: RoundsReport, title: str) -> str:
             cells += [_num(m.get("per_cpu_second")), _num(m.get("lost"))]
         rows.append(cells)
     headers = ["server"] + (["backend"] if backend else [])
-    if rtt:
+    if tcp:
+        headers += ["p50 us", "p99 us", "p99.9 us", "x c", "pipelined msg/s", "x c",
+                    "samples"]
+    elif rtt:
         headers += ["p50 us", "p99 us", "p99.9 us", "x c", "trips/s", "per CPU-s", "samples"]
     else:
         headers += ["median/s", "best/s", *(name for name, _ in ratios), "per CPU-s", "lost"]
-    window = "window 1, the client spinning" if rtt else f"window {s['window']}"
+    if tcp:
+        shape = (f"{s['size']}-byte messages on one connection: ping-pong with the client "
+                 "spinning, then 256 in flight")
+    else:
+        window = "window 1, the client spinning" if rtt else f"window {s['window']}"
+        shape = f"{s['size']}-byte datagrams, {window}"
     lines = [
-        f"horizon bench --scenario {report.scenario}: {title}; {s['size']}-byte datagrams, "
-        f"{window}, {s['rounds']} interleaved round(s) of {s['duration']}s; {s['placement']}",
+        f"horizon bench --scenario {report.scenario}: {title}; {shape}, "
+        f"{s['rounds']} interleaved round(s) of {s['duration']}s; {s['placement']}",
         f"machine: {report.machine.summary()}",
         "",
         format_table(headers, rows),
         "",
-        "Medians over rounds. per CPU-s: replies per second of server CPU time (steadier than "
-        "replies per second on a shared machine).",
+        "Medians over rounds."
+        + ("" if tcp else " per CPU-s: replies per second of server CPU time (steadier than "
+           "replies per second on a shared machine)."),
     ]
-    if rtt:
+    if tcp:
+        lines.append(f"-spin rows: NetConfig.spin_budget={s['spin_budget']} us (the C server "
+                     "spins as long); -blocking rows: the same servers blocking. aio runs on "
+                     "asyncio; its spinning receives retry at every event-loop pass.")
+        lines.append("x c: against the C row of the same mode: its p50 over this row's, then "
+                     "this row's pipelined messages/s over its (higher is better).")
+        for name in ("native", "aio"):
+            cut = report.ratio(f"{name}-spin", f"{name}-blocking", "p50_us")
+            if cut is not None:
+                lines.append(f"{name}: spin budget changes the median round trip by "
+                             f"{cut - 1:+.0%}")
+    elif rtt:
         lines.append(f"native-spin: NetConfig.spin_budget={s['spin_budget']} us; "
                      "native-blocking: the same server blocking in epoll; c-spin, c-blocking: "
                      "the C reference server spinning as long, and blocking.")

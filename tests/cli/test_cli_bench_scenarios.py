@@ -1,4 +1,4 @@
-"""``horizon bench --scenario gso|spin|aio-backends`` end to end on loopback with a tiny duration:
+"""``horizon bench --scenario gso|spin|tcp-spin|aio-backends`` end to end on loopback with a tiny duration:
 table, JSON keys, counts > 0; bad values refused with one line and exit status 2. Behaviour only,
 never speed."""
 
@@ -90,6 +90,34 @@ def test_spin_scenario(tmp_path: Path) -> None:
         assert 0 < summary["p50_us"] <= summary["p99_us"] <= summary["p999_us"]
     assert "p50 us" in stdout
     assert "spin_budget=20" in stdout
+
+
+@needs_loadgen
+def test_tcp_spin_scenario(tmp_path: Path) -> None:
+    stdout, report = _run(tmp_path, "tcp-spin", "--spin-budget", "20")
+    assert report["settings"]["protocol"] == "tcp"
+    assert report["settings"]["spin_budget"] == 20
+    rows = {row["label"]: row for row in report["rows"] if row["skipped"] is None}
+    expected = {"native-spin", "native-blocking", "aio-spin", "aio-blocking"}
+    if peer_status("c").available:
+        expected |= {"c-spin", "c-blocking"}
+        assert rows["aio-spin"]["c_row"] == "c-spin"
+        assert rows["aio-blocking"]["c_row"] == "c-blocking"
+        assert rows["c-blocking"]["ratio_to_c"] == pytest.approx(1.0)
+        assert rows["aio-spin"]["ratio_to_c"] > 0
+    assert set(rows) == expected
+    for row in rows.values():
+        (round_,) = row["rounds"]
+        result = round_["result"]
+        assert result is not None, round_["error"]
+        assert "bytes_per_s" not in result  # mode rtt: no streaming run
+        assert result["messages"] > 0
+        summary = row["summary"]
+        assert summary["median_rate"] == pytest.approx(result["messages_per_s"])
+        assert summary["samples"] > 0
+        assert 0 < summary["p50_us"] <= summary["p99_us"] <= summary["p999_us"]
+    for text in ("pipelined msg/s", "spin_budget=20", "aio: spin budget changes"):
+        assert text in stdout
 
 
 @needs_loadgen

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -162,6 +163,18 @@ def test_tcp_echo_is_byte_exact_on_several_connections(start: Any, host: str) ->
     assert counts["resets"] == counts["accept_errors"] == 0
 
 
+def test_a_spinning_tcp_server_echoes_and_counts_its_spins(start: Any) -> None:
+    running = start("tcp", spin_us=1000)
+    time.sleep(0.05)  # nothing to do for longer than the budget: the loop blocks
+    payload = os.urandom(200_000)
+    assert _echo_stream(running.server.address, payload) == payload
+    counts = running.finish()
+    assert counts["spin_us"] == 1000
+    assert counts["bytes_received"] == counts["bytes_sent"] == len(payload)
+    assert counts["spins"] >= counts["spin_wins"] >= 1  # a spin found the client's next bytes
+    assert counts["waits"] >= 1  # before the client came, the budget ran out and it blocked
+
+
 def test_a_reset_closes_only_that_connection(start: Any) -> None:
     running = start("tcp")
     address = running.server.address.to_sockaddr()
@@ -191,6 +204,8 @@ def test_bad_arguments_are_refused() -> None:
         ReferenceServer("quic", "127.0.0.1:0", NetConfig())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="descriptors must be open"):
         _reference.serve_tcp(-1, 0)
+    with pytest.raises(ValueError, match="spin_us must be"):
+        ReferenceServer("tcp", "127.0.0.1:0", NetConfig(), spin_us=_reference.MAX_SPIN_US + 1)
     with pytest.raises(ValueError, match="batch must be"):
         _reference.serve_udp(0, 0, batch=257)
     server = ReferenceServer("tcp", "127.0.0.1:0", NetConfig())
