@@ -6,7 +6,8 @@
   stdlib loop and a uvloop ``DatagramProtocol``;
 * ``spin`` — UDP round trip, one datagram in flight, the client spinning: the native server
   with a spin budget (``NetConfig.spin_budget``: busy-poll before blocking) against the same
-  server blocking in epoll, and the C reference server both ways (``c-spin``, ``c-blocking``);
+  server blocking in epoll, the anyio driver both ways (on asyncio, its batch calls), and the C
+  reference server both ways (``c-spin``, ``c-blocking``);
 * ``tcp-spin`` — the same for TCP on one connection, with the anyio driver too (its receives
   retry at every event-loop pass while the budget lasts): the ping-pong round trip, and
   messages per second with 256 in flight;
@@ -21,7 +22,7 @@ medians.
 
 Example:
     >>> [e.label for e in ROUNDS_SCENARIOS["spin"].entries(50)]
-    ['native-spin', 'native-blocking', 'c-spin', 'c-blocking']
+    ['native-spin', 'native-blocking', 'aio-spin', 'aio-blocking', 'c-spin', 'c-blocking']
     >>> ROUNDS_SCENARIOS["tcp-spin"].protocol
     'tcp'
 """
@@ -90,6 +91,8 @@ def _spin(spin_budget: int) -> tuple[Entry, ...]:
     return (
         Entry("native-spin", "native", server_args=spin),
         Entry("native-blocking", "native"),
+        Entry("aio-spin", "aio", server_args=spin),
+        Entry("aio-blocking", "aio"),
         Entry("c-spin", "c", server_args=spin),
         Entry("c-blocking", "c"),
     )

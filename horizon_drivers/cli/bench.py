@@ -590,13 +590,15 @@ def render_rounds(report: RoundsReport, title: str) -> str:
                 lines.append(f"{name}: spin budget changes the median round trip by "
                              f"{cut - 1:+.0%}")
     elif rtt:
-        lines.append(f"native-spin: NetConfig.spin_budget={s['spin_budget']} us; "
-                     "native-blocking: the same server blocking in epoll; c-spin, c-blocking: "
-                     "the C reference server spinning as long, and blocking.")
+        lines.append(f"native-spin, aio-spin: NetConfig.spin_budget={s['spin_budget']} us; "
+                     "-blocking: the same servers blocking (aio on asyncio, its batch calls); "
+                     "c-spin, c-blocking: the C reference server spinning as long, and blocking.")
         lines.append("x c: the C row of the same mode's p50 over this row's (higher is better).")
-        cut = report.ratio("native-spin", "native-blocking", "p50_us")
-        if cut is not None:
-            lines.append(f"spin budget changes the median round trip by {cut - 1:+.0%}")
+        for name in ("native", "aio"):
+            cut = report.ratio(f"{name}-spin", f"{name}-blocking", "p50_us")
+            if cut is not None:
+                lines.append(f"{name}: spin budget changes the median round trip by "
+                             f"{cut - 1:+.0%}")
     elif report.scenario == "gso":
         lines.append("x c: median rate relative to c, the C reference server (recvmmsg/sendmmsg "
                      "echo, no GSO).")

@@ -72,12 +72,14 @@ def test_gso_scenario(tmp_path: Path) -> None:
 def test_spin_scenario(tmp_path: Path) -> None:
     stdout, report = _run(tmp_path, "spin", "--spin-budget", "20")
     rows = _measured(report)
-    expected = {("native-spin", None), ("native-blocking", None)}
+    expected = {("native-spin", None), ("native-blocking", None), ("aio-spin", None),
+                ("aio-blocking", None)}
     if peer_status("c").available:
         expected |= {("c-spin", None), ("c-blocking", None)}
         by_label = {row["label"]: row for row in report["rows"]}
         assert by_label["native-spin"]["c_row"] == "c-spin"
         assert by_label["native-blocking"]["c_row"] == "c-blocking"
+        assert by_label["aio-spin"]["c_row"] == "c-spin"
         assert by_label["c-spin"]["ratio_to_c"] == pytest.approx(1.0)
         assert by_label["native-spin"]["ratio_to_c"] > 0
         assert "x c" in stdout
@@ -90,6 +92,7 @@ def test_spin_scenario(tmp_path: Path) -> None:
         assert 0 < summary["p50_us"] <= summary["p99_us"] <= summary["p999_us"]
     assert "p50 us" in stdout
     assert "spin_budget=20" in stdout
+    assert "aio: spin budget changes" in stdout
 
 
 @needs_loadgen
