@@ -87,27 +87,13 @@ def _gso(spin_budget: int) -> tuple[Entry, ...]:
 
 
 def _spin(spin_budget: int) -> tuple[Entry, ...]:
+    # spin and tcp-spin: each server spinning, then the same server blocking.
     spin = ("--spin-budget", str(spin_budget))
-    return (
-        Entry("native-spin", "native", server_args=spin),
-        Entry("native-blocking", "native"),
-        Entry("aio-spin", "aio", server_args=spin),
-        Entry("aio-blocking", "aio"),
-        Entry("c-spin", "c", server_args=spin),
-        Entry("c-blocking", "c"),
-    )
-
-
-def _tcp_spin(spin_budget: int) -> tuple[Entry, ...]:
-    spin = ("--spin-budget", str(spin_budget))
-    return (
-        Entry("native-spin", "native", server_args=spin),
-        Entry("native-blocking", "native"),
-        Entry("aio-spin", "aio", server_args=spin),
-        Entry("aio-blocking", "aio"),
-        Entry("c-spin", "c", server_args=spin),
-        Entry("c-blocking", "c"),
-    )
+    entries: list[Entry] = []
+    for contender in ("native", "aio", "c"):
+        entries += [Entry(f"{contender}-spin", contender, server_args=spin),
+                    Entry(f"{contender}-blocking", contender)]
+    return tuple(entries)
 
 
 def _aio_backends(spin_budget: int) -> tuple[Entry, ...]:
@@ -131,7 +117,7 @@ ROUNDS_SCENARIOS: dict[str, Scenario] = {
                      _spin),
     "tcp-spin": Scenario("tcp-spin", "rtt",
                          "TCP round trip and pipelined messages, spin budget vs blocking",
-                         _tcp_spin, protocol="tcp"),
+                         _spin, protocol="tcp"),
     "aio-backends": Scenario("aio-backends", "throughput",
                              "UDP echo throughput of the anyio driver on each backend",
                              _aio_backends),

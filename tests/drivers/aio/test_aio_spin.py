@@ -9,8 +9,6 @@ uvloop and trio (conftest).
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import anyio
 import anyio.lowlevel
@@ -20,14 +18,12 @@ from anyio.abc import SocketAttribute
 from horizon_core.buffers import BufferPool
 from horizon_core.config import NetConfig
 from horizon_drivers.aio import (
-    HorizonSocketListener,
     HorizonSocketStream,
-    connect_tcp,
     create_connected_udp_socket,
-    create_tcp_listener,
     create_udp_socket,
 )
 from horizon_drivers.aio import udp as aio_udp
+from tests.drivers.aio.stream_helpers import CountingSocket, pair
 
 pytestmark = pytest.mark.anyio
 
@@ -37,38 +33,6 @@ LONG_SPIN = 1_000_000
 #: Checkpoints the sending task takes before it sends: it can only get through them if the
 #: spinning receiver lets the loop run other tasks.
 SENDER_CHECKPOINTS = 20
-
-
-@asynccontextmanager
-async def pair(server_config: NetConfig) -> AsyncIterator[tuple[HorizonSocketStream, HorizonSocketStream]]:
-    multi = await create_tcp_listener(local_host="127.0.0.1", config=server_config)
-    listener = multi.listeners[0]
-    assert isinstance(listener, HorizonSocketListener)
-    async with multi:
-        with anyio.fail_after(TIMEOUT):
-            client = await connect_tcp("127.0.0.1", listener.local_address.port, config=NetConfig())
-            server = await listener.accept()
-        async with client, server:
-            yield client, server
-
-
-class _CountingSocket:
-    """Stands in for a stream's socket and counts its reads (socket methods cannot be patched)."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-        self.reads = 0
-
-    def recv_into(self, buffer: bytearray) -> int:
-        self.reads += 1
-        return self._sock.recv_into(buffer)
-
-    def recv(self, size: int) -> bytes:
-        self.reads += 1
-        return self._sock.recv(size)
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._sock, name)
 
 
 class _CountingReadiness:
@@ -86,9 +50,9 @@ class _CountingReadiness:
         return getattr(self._inner, name)
 
 
-def _instrument(stream: HorizonSocketStream) -> tuple[socket.socket, _CountingSocket, _CountingReadiness]:
+def _instrument(stream: HorizonSocketStream) -> tuple[socket.socket, CountingSocket, _CountingReadiness]:
     raw: socket.socket = stream.extra(SocketAttribute.raw_socket)
-    counting = _CountingSocket(raw)
+    counting = CountingSocket(raw)
     readiness = _CountingReadiness(stream._readiness)
     stream._sock = counting  # type: ignore[assignment]
     stream._readiness = readiness  # type: ignore[assignment]

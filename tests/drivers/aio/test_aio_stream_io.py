@@ -9,8 +9,6 @@ from __future__ import annotations
 import array
 import asyncio
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import anyio
 import pytest
@@ -18,26 +16,13 @@ from anyio.abc import SocketAttribute
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from horizon_core.config import NetConfig
-from horizon_drivers.aio import HorizonSocketListener, HorizonSocketStream, connect_tcp, create_tcp_listener
+from horizon_drivers.aio import HorizonSocketStream
 from horizon_drivers.aio.readiness import IDLE_WAKES, LoopReadiness
+from tests.drivers.aio.stream_helpers import CountingSocket, pair
 
 pytestmark = pytest.mark.anyio
 
 TIMEOUT = 5.0
-
-
-@asynccontextmanager
-async def pair() -> AsyncIterator[tuple[HorizonSocketStream, HorizonSocketStream]]:
-    multi = await create_tcp_listener(local_host="127.0.0.1", config=NetConfig())
-    listener = multi.listeners[0]
-    assert isinstance(listener, HorizonSocketListener)
-    async with multi:
-        with anyio.fail_after(TIMEOUT):
-            client = await connect_tcp("127.0.0.1", listener.local_address.port, config=NetConfig())
-            server = await listener.accept()
-        async with client, server:
-            yield client, server
 
 
 def _chunks(payload: bytes, sizes: list[int]) -> list[bytes]:
@@ -223,29 +208,10 @@ async def test_a_receive_after_a_dry_nowait_read_waits_and_is_still_a_checkpoint
         assert bytes(buffer[:n]) == b"late"[:n]
 
 
-class _CountingSocket:
-    """Stands in for a stream's socket and counts its reads (socket methods cannot be patched)."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-        self.reads = 0
-
-    def recv_into(self, buffer: bytearray) -> int:
-        self.reads += 1
-        return self._sock.recv_into(buffer)
-
-    def recv(self, size: int) -> bytes:
-        self.reads += 1
-        return self._sock.recv(size)
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._sock, name)
-
-
-def _count_reads(stream: HorizonSocketStream) -> tuple[socket.socket, _CountingSocket]:
+def _count_reads(stream: HorizonSocketStream) -> tuple[socket.socket, CountingSocket]:
     """Put a counting stand-in under ``stream``; return the real socket and the counter."""
     raw: socket.socket = stream.extra(SocketAttribute.raw_socket)
-    counting = _CountingSocket(raw)
+    counting = CountingSocket(raw)
     stream._sock = counting  # type: ignore[assignment]
     return raw, counting
 
