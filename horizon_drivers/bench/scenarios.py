@@ -6,8 +6,8 @@
   stdlib loop and a uvloop ``DatagramProtocol``;
 * ``spin`` — UDP round trip, one datagram in flight, the client spinning: the native server
   with a spin budget (``NetConfig.spin_budget``: busy-poll before blocking) against the same
-  server blocking in epoll, the anyio driver both ways (on asyncio, its batch calls), and the C
-  reference server both ways (``c-spin``, ``c-blocking``);
+  server blocking in epoll, the anyio driver both ways (on asyncio and on uvloop, its batch
+  calls), and the C reference server both ways (``c-spin``, ``c-blocking``);
 * ``tcp-spin`` — the same for TCP on one connection, with the anyio driver too (its receives
   retry at every event-loop pass while the budget lasts): the ping-pong round trip, and
   messages per second with 256 in flight;
@@ -21,8 +21,8 @@ Every server socket gets the same receive/send buffers (``--buffer``). Rounds ar
 medians.
 
 Example:
-    >>> [e.label for e in ROUNDS_SCENARIOS["spin"].entries(50)]
-    ['native-spin', 'native-blocking', 'aio-spin', 'aio-blocking', 'c-spin', 'c-blocking']
+    >>> [e.label for e in ROUNDS_SCENARIOS["spin"].entries(50)][:6]
+    ['native-spin', 'native-blocking', 'aio-spin', 'aio-blocking', 'aio-uvloop-spin', 'aio-uvloop-blocking']
     >>> ROUNDS_SCENARIOS["tcp-spin"].protocol
     'tcp'
 """
@@ -90,10 +90,16 @@ def _spin(spin_budget: int) -> tuple[Entry, ...]:
     # spin and tcp-spin: each server spinning, then the same server blocking.
     spin = ("--spin-budget", str(spin_budget))
     entries: list[Entry] = []
-    for contender in ("native", "aio", "c"):
-        entries += [Entry(f"{contender}-spin", contender, server_args=spin),
-                    Entry(f"{contender}-blocking", contender)]
+    for label, contender, backend in _SPINNERS:
+        on = ("--backend", backend) if backend else ()
+        entries += [Entry(f"{label}-spin", contender, backend, (*on, *spin)),
+                    Entry(f"{label}-blocking", contender, backend, on)]
     return tuple(entries)
+
+
+#: The servers of spin and tcp-spin: (label, contender, anyio backend).
+_SPINNERS = (("native", "native", ""), ("aio", "aio", "asyncio"), ("aio-uvloop", "aio", "uvloop"),
+             ("c", "c", ""))
 
 
 def _aio_backends(spin_budget: int) -> tuple[Entry, ...]:

@@ -522,6 +522,19 @@ def _ratio_columns(report: RoundsReport) -> list[tuple[str, Callable[[RoundsRow]
     return [("xanyio-plain", over_plain), ("xuvloop-protocol", over("uvloop-protocol"))]
 
 
+def _spin_cuts(report: RoundsReport) -> list[str]:
+    """A line per server measured both ways: how its spin budget moved the median round trip."""
+    lines = []
+    for row in report.rows:
+        name = row.label.removesuffix("-spin")
+        if name == row.label or name == REFERENCE:
+            continue
+        cut = report.ratio(row.label, f"{name}-blocking", "p50_us")
+        if cut is not None:
+            lines.append(f"{name}: spin budget changes the median round trip by {cut - 1:+.0%}")
+    return lines
+
+
 def render_rounds(report: RoundsReport, title: str) -> str:
     """The table of a rounds scenario (medians over rounds), its heading and notes."""
     s = report.settings
@@ -580,25 +593,17 @@ def render_rounds(report: RoundsReport, title: str) -> str:
     ]
     if tcp:
         lines.append(f"-spin rows: NetConfig.spin_budget={s['spin_budget']} us (the C server "
-                     "spins as long); -blocking rows: the same servers blocking. aio runs on "
-                     "asyncio; its spinning receives retry at every event-loop pass.")
+                     "spins as long); -blocking rows: the same servers blocking. aio's spinning "
+                     "receives retry at every event-loop pass.")
         lines.append("x c: against the C row of the same mode: its p50 over this row's, then "
                      "this row's pipelined messages/s over its (higher is better).")
-        for name in ("native", "aio"):
-            cut = report.ratio(f"{name}-spin", f"{name}-blocking", "p50_us")
-            if cut is not None:
-                lines.append(f"{name}: spin budget changes the median round trip by "
-                             f"{cut - 1:+.0%}")
+        lines.extend(_spin_cuts(report))
     elif rtt:
-        lines.append(f"native-spin, aio-spin: NetConfig.spin_budget={s['spin_budget']} us; "
-                     "-blocking: the same servers blocking (aio on asyncio, its batch calls); "
+        lines.append(f"-spin rows: NetConfig.spin_budget={s['spin_budget']} us; "
+                     "-blocking: the same servers blocking (aio: its batch calls); "
                      "c-spin, c-blocking: the C reference server spinning as long, and blocking.")
         lines.append("x c: the C row of the same mode's p50 over this row's (higher is better).")
-        for name in ("native", "aio"):
-            cut = report.ratio(f"{name}-spin", f"{name}-blocking", "p50_us")
-            if cut is not None:
-                lines.append(f"{name}: spin budget changes the median round trip by "
-                             f"{cut - 1:+.0%}")
+        lines.extend(_spin_cuts(report))
     elif report.scenario == "gso":
         lines.append("x c: median rate relative to c, the C reference server (recvmmsg/sendmmsg "
                      "echo, no GSO).")

@@ -72,8 +72,10 @@ def test_gso_scenario(tmp_path: Path) -> None:
 def test_spin_scenario(tmp_path: Path) -> None:
     stdout, report = _run(tmp_path, "spin", "--spin-budget", "20")
     rows = _measured(report)
-    expected = {("native-spin", None), ("native-blocking", None), ("aio-spin", None),
-                ("aio-blocking", None)}
+    expected = {("native-spin", None), ("native-blocking", None), ("aio-spin", "asyncio"),
+                ("aio-blocking", "asyncio")}
+    if backend_status("uvloop").available:
+        expected |= {("aio-uvloop-spin", "uvloop"), ("aio-uvloop-blocking", "uvloop")}
     if peer_status("c").available:
         expected |= {("c-spin", None), ("c-blocking", None)}
         by_label = {row["label"]: row for row in report["rows"]}
@@ -102,6 +104,8 @@ def test_tcp_spin_scenario(tmp_path: Path) -> None:
     assert report["settings"]["spin_budget"] == 20
     rows = {row["label"]: row for row in report["rows"] if row["skipped"] is None}
     expected = {"native-spin", "native-blocking", "aio-spin", "aio-blocking"}
+    if backend_status("uvloop").available:
+        expected |= {"aio-uvloop-spin", "aio-uvloop-blocking"}
     if peer_status("c").available:
         expected |= {"c-spin", "c-blocking"}
         assert rows["aio-spin"]["c_row"] == "c-spin"
@@ -119,7 +123,7 @@ def test_tcp_spin_scenario(tmp_path: Path) -> None:
         assert summary["median_rate"] == pytest.approx(result["messages_per_s"])
         assert summary["samples"] > 0
         assert 0 < summary["p50_us"] <= summary["p99_us"] <= summary["p999_us"]
-    for text in ("pipelined msg/s", "spin_budget=20", "aio: spin budget changes"):
+    for text in ("pipelined msg/s", "spin_budget=20", "aio: spin budget changes", "backend"):
         assert text in stdout
 
 
