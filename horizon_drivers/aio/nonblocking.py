@@ -157,10 +157,8 @@ class NonblockingSocket:
             try:
                 return attempt()
             except BlockingIOError:
-                if spinning >= 0:
-                    spinning = await self._spin_step(spinning)
-                    if spinning > 0:
-                        continue
+                if spinning >= 0 and (spinning := await self._spin_step(spinning)) > 0:
+                    continue
                 await wait(sock)
             except OSError as exc:
                 if exc.errno in retry:

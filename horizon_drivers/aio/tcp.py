@@ -223,10 +223,8 @@ class HorizonSocketStream(NonblockingSocket, SocketStream):
                 try:
                     data = recv(max_bytes)
                 except BlockingIOError:
-                    if spinning >= 0:
-                        spinning = await self._spin_step(spinning)
-                        if spinning > 0:
-                            continue
+                    if spinning >= 0 and (spinning := await self._spin_step(spinning)) > 0:
+                        continue
                     await self._readiness.wait_readable()
                     continue
                 except OSError as exc:
@@ -266,10 +264,8 @@ class HorizonSocketStream(NonblockingSocket, SocketStream):
                 try:
                     count = recv_into(buffer)
                 except BlockingIOError:
-                    if spinning >= 0:
-                        spinning = await self._spin_step(spinning)
-                        if spinning > 0:
-                            continue
+                    if spinning >= 0 and (spinning := await self._spin_step(spinning)) > 0:
+                        continue
                     await self._readiness.wait_readable()
                     continue
                 except OSError as exc:

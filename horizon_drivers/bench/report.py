@@ -250,15 +250,15 @@ class RoundsReport:
         return a / b if a is not None and b else None
 
     def c_label(self, label: str) -> str:
-        """The C row ``label`` is compared with: ``c``, or in ``spin`` the C row of the same
-        mode (``c-spin`` for spinning rows, ``c-blocking`` for the others)."""
+        """The C row ``label`` is compared with: ``c``, or in ``spin`` and ``tcp-spin`` the C
+        row of the same mode (``c-spin`` for spinning rows, ``c-blocking`` for the others)."""
         if self.scenario not in SPIN_SCENARIOS:
             return REFERENCE
         return f"{REFERENCE}-spin" if label.endswith("-spin") else f"{REFERENCE}-blocking"
 
     def ratio_to_c(self, label: str) -> float | None:
         """``label`` against its C row (:meth:`c_label`), higher is better: the median rate
-        over C's, or in ``spin`` C's median p50 round trip over ``label``'s."""
+        over C's, or in ``spin`` and ``tcp-spin`` C's median p50 round trip over ``label``'s."""
         base = self.c_label(label)
         if self.scenario in SPIN_SCENARIOS:
             return self.ratio(base, label, "p50_us")

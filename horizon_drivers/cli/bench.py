@@ -25,9 +25,9 @@ percentiles.
 That is ``--scenario echo``, the default. The other scenarios
 (:mod:`horizon_drivers.bench.scenarios`) run in ``--rounds`` interleaved rounds and report
 medians: ``gso`` (UDP: native GSO replies vs plain sendmmsg vs C vs stdlib and uvloop), ``spin``
-(the UDP spin-budget round trip, native and C), ``tcp-spin`` (the TCP ping-pong round trip and
-pipelined messages, spinning vs blocking: native, aio and C) and ``aio-backends`` (UDP: the anyio
-driver on asyncio, uvloop and trio vs plain anyio vs uvloop).
+(the UDP round trip, spinning vs blocking: native, aio and C), ``tcp-spin`` (the TCP ping-pong
+round trip and pipelined messages, spinning vs blocking: native, aio and C) and
+``aio-backends`` (UDP: the anyio driver on asyncio, uvloop and trio vs plain anyio vs uvloop).
 
 ``--scenario echo`` prints a table with ratios to ``--baseline`` (default ``stdlib``: higher is
 better for every ratio) and to ``c``, progress on stderr while it runs, and the machine it ran on; ``--json
